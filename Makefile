@@ -1,0 +1,42 @@
+# Every step a fresh machine needs. `make run` opens the app; `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# torch is pinned and installed in the same pip command as sentence-transformers,
+# so pip takes the CPU build and never pulls CUDA packages.
+TORCH := torch==2.13.0
+
+.PHONY: install run test lint bench clean tmux
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH) -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+tmux:
+	@command -v tmux >/dev/null 2>&1 || { \
+	  echo "installing tmux (needed by the terminal test)"; \
+	  (apt-get update -qq && apt-get install -y -qq tmux >/dev/null) || \
+	  echo "could not install tmux; the tmux test will be skipped"; }
+
+run: install
+	$(BIN)/commons init
+	$(BIN)/commons
+
+test: install tmux
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check commons sync tui tests bench
+	$(BIN)/mypy commons sync tui
+
+bench: install
+	$(BIN)/python bench/reconcile.py
+	$(BIN)/python bench/retrieval.py --corpus ../shared/eval/scifact/corpus.jsonl \
+	  --queries ../shared/eval/scifact/dev-queries.jsonl --qrels ../shared/eval/scifact/dev-qrels.tsv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from commons.cli import main
+
+sys.exit(main())

@@ -1,0 +1,95 @@
+"""What a user can ask of a home, in plain JSON values.
+
+`LocalApi` runs each call on a `Commons` this process owns. While a node owns
+the home, the CLI uses a client with the same methods that sends each call to
+the node's local API, which runs it on its own `LocalApi`. So there is one
+implementation of every action, whichever process owns the home.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from commons.ingest import Extracted
+from commons.service import Commons, summary
+from commons.store import PutResult
+
+JSON = dict[str, Any]
+
+
+class CommonsApi(Protocol):
+    def whoami(self) -> JSON: ...
+
+    def add(
+        self,
+        extracted: Extracted,
+        *,
+        title: str | None,
+        tags: list[str],
+        licence: str,
+        replaces: str | None,
+    ) -> JSON: ...
+
+    def documents(self, *, author: str | None, tag: str | None) -> list[JSON]: ...
+
+    def show(self, prefix: str) -> JSON: ...
+
+    def retract(self, prefix: str, reason: str | None) -> JSON: ...
+
+    def export(self, path: str, authors: list[str]) -> JSON: ...
+
+    def import_bundle(self, path: str) -> JSON: ...
+
+
+class LocalApi:
+    """The API over a home this process owns."""
+
+    def __init__(self, commons: Commons) -> None:
+        self.commons = commons
+
+    def whoami(self) -> JSON:
+        return self.commons.whoami()
+
+    def add(
+        self,
+        extracted: Extracted,
+        *,
+        title: str | None,
+        tags: list[str],
+        licence: str,
+        replaces: str | None,
+    ) -> JSON:
+        obj, result = self.commons.add_document(
+            title=title or extracted.title,
+            body=extracted.body,
+            media_type=extracted.media_type,
+            tags=tags,
+            licence=licence,
+            replaces=replaces,
+        )
+        stored = self.commons.store.get_stored(obj.id)
+        out = summary(stored, self.commons.store.display_names())
+        out["status"] = "added" if result is PutResult.ADDED else "duplicate"
+        return out
+
+    def documents(self, *, author: str | None, tag: str | None) -> list[JSON]:
+        names = self.commons.store.display_names()
+        return [summary(s, names) for s in self.commons.documents(author=author, tag=tag)]
+
+    def show(self, prefix: str) -> JSON:
+        stored = self.commons.show(prefix)
+        out = summary(stored, self.commons.store.display_names())
+        out["object"] = stored.obj.to_json()
+        return out
+
+    def retract(self, prefix: str, reason: str | None) -> JSON:
+        obj = self.commons.retract(prefix, reason)
+        return {"id": obj.id.hex(), "kind": obj.kind, "target": obj.to_json()["target"]}
+
+    def export(self, path: str, authors: list[str]) -> JSON:
+        count = self.commons.export(Path(path), authors=authors)
+        return {"path": path, "objects": count}
+
+    def import_bundle(self, path: str) -> JSON:
+        return self.commons.import_bundle(Path(path)).to_json()

@@ -1,0 +1,320 @@
+"""The commons as one object: a home's key and store, and what people do with them.
+
+The CLI, the node's local API and the TUI all call this facade, so each
+action has exactly one implementation.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from commons import seeds
+from commons.errors import CommonsError, HomeError, NotFound, Refused
+from commons.home import HomeLock, HomePaths, create_identity
+from commons.identity import Identity
+from commons.objects import (
+    AnyContent,
+    Document,
+    Profile,
+    Retraction,
+    SignedObject,
+    normalise_tags,
+    normalise_text,
+    parse,
+    sign,
+)
+from commons.store import ObjectStore, PutResult, Stored
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+
+
+@dataclass
+class ImportReport:
+    accepted: int = 0
+    duplicate: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicate": self.duplicate,
+            "refused": len(self.refused),
+            "reasons": [{"line": n, "reason": r} for n, r in self.refused],
+        }
+
+
+def summary(stored: Stored, names: dict[bytes, str] | None = None) -> dict[str, Any]:
+    """The JSON form `ls --json` and the local API give for an object."""
+    obj = stored.obj
+    out: dict[str, Any] = {
+        "id": obj.id.hex(),
+        "kind": obj.kind,
+        "author": obj.author.hex(),
+        "author_name": (names or {}).get(obj.author),
+        "created_at": obj.created_at,
+        "origin": stored.origin,
+        "received_at": stored.received_at,
+    }
+    content = obj.content
+    if isinstance(content, Document):
+        out.update(
+            title=content.title,
+            tags=list(content.tags),
+            licence=content.licence,
+            media_type=content.media_type,
+            replaces=content.replaces.hex() if content.replaces else None,
+            size=len(content.body.encode("utf-8")),
+        )
+    return out
+
+
+def read_bundle(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Lines of a bundle file with their numbers; blank lines are skipped."""
+    try:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    yield number, line.rstrip(b"\r\n")
+    except FileNotFoundError as exc:
+        raise CommonsError(f"{path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise CommonsError(f"{path} is a directory, not a bundle file") from exc
+    except PermissionError as exc:
+        raise CommonsError(f"{path} cannot be read (permission denied)") from exc
+
+
+def write_atomically(path: Path, lines: Iterable[bytes]) -> int:
+    """Write lines to a temporary file beside `path`, then rename it into place."""
+    path = path.expanduser()
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise CommonsError(f"cannot write {path}: {directory} is not a directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    count = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for line in lines:
+                f.write(line + b"\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+class Commons:
+    """One home, opened and owned by this process."""
+
+    def __init__(self, paths: HomePaths, *, clock: Clock) -> None:
+        paths.require()
+        self.paths = paths
+        self.clock = clock
+        self._lock = HomeLock(paths).acquire()
+        try:
+            self.identity = Identity.load(paths.key)
+            self.store = ObjectStore(paths.db)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._closers: list[Callable[[], None]] = [self.store.close, self._lock.release]
+
+    @classmethod
+    def init(cls, paths: HomePaths, *, clock: Clock, name: str | None = None) -> Commons:
+        """Create a home (key, store, profile, seed documents), or open an existing one."""
+        if paths.root.exists() and not paths.root.is_dir():
+            raise HomeError(f"{paths.root} exists and is not a directory; choose another --home")
+        fresh = not paths.key.exists()
+        if fresh:
+            if paths.db.exists():
+                raise HomeError(
+                    f"{paths.root} has a store but no {paths.key.name}; restore the key from"
+                    " a backup rather than making a new one"
+                )
+            with HomeLock(paths):
+                create_identity(paths)
+                ObjectStore(paths.db).close()
+        commons = cls(paths, clock=clock)
+        try:
+            if fresh or name:
+                commons.set_name(name or _default_name())
+            if fresh:
+                report = commons.import_lines(seeds.bundle_lines(), origin="seed")
+                log.info("seeded %d documents", report.accepted)
+        except BaseException:
+            commons.close()
+            raise
+        return commons
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            closer()
+        self._closers.clear()
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        self._closers.append(closer)
+
+    def __enter__(self) -> Commons:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- identity -------------------------------------------------------------
+
+    @property
+    def public_key(self) -> bytes:
+        return self.identity.public_key
+
+    def name_of(self, author: bytes) -> str | None:
+        return self.store.display_names().get(author)
+
+    def whoami(self) -> dict[str, Any]:
+        return {
+            "public_key": self.public_key.hex(),
+            "name": self.name_of(self.public_key),
+            "home": str(self.paths.root),
+        }
+
+    def set_name(self, name: str) -> SignedObject:
+        return self.publish(
+            Profile(author=self.public_key, created_at=self.clock(), name=normalise_text(name))
+        )
+
+    # -- writing --------------------------------------------------------------
+
+    def publish(self, content: AnyContent) -> SignedObject:
+        obj = sign(content, self.identity)
+        self.store.put(obj, now=self.clock(), origin="local")
+        return obj
+
+    def add_document(
+        self,
+        *,
+        title: str,
+        body: str,
+        media_type: str = "text/markdown",
+        tags: Iterable[str] = (),
+        licence: str = "CC-BY-4.0",
+        replaces: str | None = None,
+    ) -> tuple[SignedObject, PutResult]:
+        """Sign and store a document. Identical content by this author is stored once."""
+        old = self.resolve(replaces) if replaces else None
+        body = normalise_text(body)
+        existing = self.find_same_document(title=normalise_text(title), body=body)
+        if existing is not None and old is None:
+            return existing, PutResult.DUPLICATE
+        content = Document(
+            author=self.public_key,
+            created_at=self.clock(),
+            title=normalise_text(title),
+            body=body,
+            media_type=media_type,
+            tags=normalise_tags(tags),
+            licence=normalise_text(licence),
+            replaces=old,
+        )
+        return self.publish(content), PutResult.ADDED
+
+    def find_same_document(self, *, title: str, body: str) -> SignedObject | None:
+        for stored in self.store.objects(kind="document", author=self.public_key):
+            content = stored.obj.content
+            if isinstance(content, Document) and content.body == body and content.title == title:
+                return stored.obj
+        return None
+
+    def retract(self, prefix: str, reason: str | None = None) -> SignedObject:
+        target = self.store.get(self.resolve(prefix))
+        if target.author != self.public_key:
+            raise Refused(
+                f"{target.id.hex()[:16]}… was written by {target.author.hex()[:16]}…, not by"
+                " you; only its author can retract it (to hide it here, block the author)"
+            )
+        if target.kind == "retraction":
+            raise Refused("a retraction cannot itself be retracted")
+        return self.publish(
+            Retraction(
+                author=self.public_key,
+                created_at=self.clock(),
+                target=target.id,
+                reason=normalise_text(reason) if reason else None,
+            )
+        )
+
+    # -- reading --------------------------------------------------------------
+
+    def resolve(self, prefix: str) -> bytes:
+        return self.store.resolve(prefix)
+
+    def documents(self, *, author: str | None = None, tag: str | None = None) -> list[Stored]:
+        author_key = self.resolve_author(author) if author else None
+        return self.store.objects(
+            kind="document", author=author_key, tag=tag.lower() if tag else None
+        )
+
+    def resolve_author(self, text: str) -> bytes:
+        """An author by full key, key prefix (8+ hex), or display name."""
+        text = text.strip()
+        keys = {s.obj.author for s in self.store.objects(heads_only=False)}
+        lowered = text.lower()
+        if len(lowered) >= 8 and all(c in "0123456789abcdef" for c in lowered):
+            matches = {k for k in keys if k.hex().startswith(lowered)}
+        else:
+            names = self.store.display_names()
+            matches = {k for k, n in names.items() if n.casefold() == text.casefold()}
+        if not matches:
+            raise NotFound(f"no author {text!r} in this commons; `commons ls` shows who is here")
+        if len(matches) > 1:
+            raise NotFound(f"{text!r} names several authors; give their key instead")
+        return matches.pop()
+
+    def show(self, prefix: str) -> Stored:
+        return self.store.get_stored(self.resolve(prefix))
+
+    # -- bundles --------------------------------------------------------------
+
+    def export(self, path: Path, *, authors: Iterable[str] = ()) -> int:
+        """Write a bundle of every object (or of some authors' objects). Returns the count."""
+        keys = [self.resolve_author(a) for a in authors]
+        if keys:
+            stored = [s for k in keys for s in self.store.objects(author=k, heads_only=False)]
+            stored.sort(key=lambda s: (s.obj.created_at, s.obj.id))
+        else:
+            stored = self.store.objects(heads_only=False)
+        return write_atomically(path, (s.obj.to_bytes() for s in stored))
+
+    def import_bundle(self, path: Path) -> ImportReport:
+        return self.import_lines(read_bundle(path), origin=f"import:{path.name}")
+
+    def import_lines(self, lines: Iterable[tuple[int, bytes]], *, origin: str) -> ImportReport:
+        """Verify and store each line's object; one bad line never stops the rest."""
+        report = ImportReport()
+        for number, line in lines:
+            now = self.clock()
+            try:
+                obj = parse(line, now=now)
+                result = self.store.put(obj, now=now, origin=origin)
+            except Refused as exc:
+                report.refused.append((number, str(exc)))
+                continue
+            if result is PutResult.ADDED:
+                report.accepted += 1
+            else:
+                report.duplicate += 1
+        return report
+
+
+def _default_name() -> str:
+    try:
+        return getpass.getuser() or "anonymous"
+    except Exception:  # no user database entry in some containers
+        return "anonymous"
