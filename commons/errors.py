@@ -30,6 +30,10 @@ class Withdrawn(Refused):
     """
 
 
+class StoreError(CommonsError):
+    """The store cannot be opened or written."""
+
+
 class NotFound(CommonsError):
     """No stored object matches."""
 

@@ -164,7 +164,7 @@ class Document(Content):
             )
         tags = _list("tags", self.tags, max_items=32)
         for tag in tags:
-            if not isinstance(tag, str) or not _TAG.match(tag):
+            if not isinstance(tag, str) or not _TAG.match(tag) or tag != tag.lower():
                 raise InvalidObject(
                     f"tag {tag!r} must be 1 to 64 characters, lower case, without spaces or commas"
                 )

@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from commons.errors import AmbiguousId, InvalidObject, NotFound, Withdrawn
+from commons.errors import AmbiguousId, InvalidObject, NotFound, StoreError, Withdrawn
 from commons.objects import (
     Document,
     Profile,
@@ -118,9 +118,11 @@ def _m1_objects(db: sqlite3.Connection) -> None:
     )
 
 
+Migration = Callable[[sqlite3.Connection], None]
+
 # Numbered migrations: MIGRATIONS[n] takes the schema from version n to n+1.
 # Append only; never edit one that has shipped.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_objects]
+MIGRATIONS: list[Migration] = [_m1_objects]
 
 
 def load_trusted(raw: bytes) -> SignedObject:
@@ -154,23 +156,43 @@ class ObjectStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # Retracted content must not linger in free pages of the file.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._migrate()
 
     # -- plumbing -------------------------------------------------------------
 
     def _migrate(self) -> None:
-        with self._lock:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise InvalidObject(
-                    f"{self.path} has schema version {version}, newer than this program"
-                    f" knows ({len(MIGRATIONS)}); upgrade commons"
+        self.migrate("objects", MIGRATIONS)
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> None:
+        """Bring one component's tables up to date, each step all or nothing.
+
+        Components (the object store, the lexical index, the peer table) keep
+        their own version numbers, so each can add tables without the others.
+        """
+        with self.transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_versions"
+                " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+            row = db.execute(
+                "SELECT version FROM schema_versions WHERE component = ?", (component,)
+            ).fetchone()
+        version = row[0] if row else 0
+        if version > len(migrations):
+            raise StoreError(
+                f"{self.path} has {component} schema version {version}, newer than this"
+                f" program knows ({len(migrations)}); upgrade commons"
+            )
+        for number in range(version, len(migrations)):
+            with self.transaction() as db:
+                migrations[number](db)
+                db.execute(
+                    "INSERT OR REPLACE INTO schema_versions (component, version) VALUES (?, ?)",
+                    (component, number + 1),
                 )
-            for number in range(version, len(MIGRATIONS)):
-                with self.transaction():
-                    MIGRATIONS[number](self._db)
-                    self._db.execute(f"PRAGMA user_version = {number + 1}")
-                log.info("migrated %s to schema version %d", self.path, number + 1)
+            log.info("migrated %s %s to version %d", self.path, component, number + 1)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -187,9 +209,11 @@ class ObjectStore:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
-    @property
-    def schema_version(self) -> int:
-        return int(self.query("PRAGMA user_version")[0][0])
+    def schema_version(self, component: str = "objects") -> int:
+        rows = self.query(
+            "SELECT version FROM schema_versions WHERE component = ?", (component,)
+        )
+        return int(rows[0][0]) if rows else 0
 
     def close(self) -> None:
         with self._lock:
@@ -248,8 +272,16 @@ class ObjectStore:
                         "INSERT INTO versions (old, new, author) VALUES (?, ?, ?)",
                         (content.replaces, obj.id, obj.author),
                     )
+        if events:
+            self._forget_removed_pages()
         self._emit([Added(obj, origin), *events])
         return PutResult.ADDED
+
+    def _forget_removed_pages(self) -> None:
+        """Move the log into the main file and truncate it, so the retracted
+        object's bytes are left neither in the log nor in free pages."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _apply_retraction(
         self, db: sqlite3.Connection, obj: SignedObject, retraction: Retraction

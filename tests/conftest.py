@@ -1,0 +1,70 @@
+"""Fixtures shared by the whole suite: a temp home, a fixed clock, keys."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from commons.home import HomePaths
+from commons.identity import Identity
+from commons.service import Commons
+from commons.store import ObjectStore
+
+NOW = 1_800_000_000
+
+
+class FixedClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now: int = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the real user's home, config or model caches."""
+    base = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("HOME", str(base))
+    monkeypatch.setenv("XDG_DATA_HOME", str(base / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))
+    monkeypatch.delenv("COMMONS_HOME", raising=False)
+    monkeypatch.setenv("COMMONS_EMBEDDER", os.environ.get("COMMONS_TEST_EMBEDDER", "fake"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("ANONYMIZED_TELEMETRY", "False")
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def alice() -> Identity:
+    return Identity(bytes(range(32)))
+
+
+@pytest.fixture
+def bob() -> Identity:
+    return Identity(bytes(range(32, 64)))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ObjectStore]:
+    s = ObjectStore(tmp_path / "commons.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, clock: FixedClock) -> Iterator[Commons]:
+    """A fresh, seeded home owned by this test."""
+    commons = Commons.init(HomePaths(tmp_path / "home"), clock=clock, name="tester")
+    yield commons
+    commons.close()
