@@ -15,7 +15,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Union
+from typing import Any, ClassVar, Protocol
 
 import nacl.exceptions
 import nacl.signing
@@ -101,7 +101,9 @@ def _list(name: str, value: object, *, max_items: int) -> list[object]:
     if not isinstance(value, (list, tuple)):
         raise InvalidObject(f"field {name!r} must be a list")
     if len(value) > max_items:
-        raise InvalidObject(f"field {name!r} may hold at most {max_items} items, holds {len(value)}")
+        raise InvalidObject(
+            f"field {name!r} may hold at most {max_items} items, holds {len(value)}"
+        )
     return list(value)
 
 
@@ -252,7 +254,7 @@ class Profile(Content):
         return fields
 
 
-AnyContent = Union[Document, Retraction, PeerRecord, Profile]
+AnyContent = Document | Retraction | PeerRecord | Profile
 KINDS: dict[str, type[Content]] = {
     cls.kind: cls for cls in (Document, Retraction, PeerRecord, Profile)
 }
@@ -432,4 +434,3 @@ def parse(data: bytes | str | Mapping[str, Any], *, now: int) -> SignedObject:
 
 def short_id(oid: bytes) -> str:
     return oid.hex()[:12]
-

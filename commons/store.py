@@ -114,7 +114,7 @@ def _m1_objects(db: sqlite3.Connection) -> None:
             retraction BLOB NOT NULL,
             PRIMARY KEY (target, author)
         );
-        """
+        """,
     )
 
 
@@ -137,9 +137,7 @@ def prefix_range(prefix: str) -> tuple[bytes, bytes]:
     """The id range [low, high] that a hex prefix of 8 or more characters covers."""
     text = prefix.strip().lower()
     if len(text) < 8 or len(text) > 64 or any(c not in "0123456789abcdef" for c in text):
-        raise NotFound(
-            f"{prefix!r} is not an object id; give at least 8 hex characters of one"
-        )
+        raise NotFound(f"{prefix!r} is not an object id; give at least 8 hex characters of one")
     return bytes.fromhex(text.ljust(64, "0")), bytes.fromhex(text.ljust(64, "f"))
 
 
@@ -210,9 +208,7 @@ class ObjectStore:
             return self._db.execute(sql, params).fetchall()
 
     def schema_version(self, component: str = "objects") -> int:
-        rows = self.query(
-            "SELECT version FROM schema_versions WHERE component = ?", (component,)
-        )
+        rows = self.query("SELECT version FROM schema_versions WHERE component = ?", (component,))
         return int(rows[0][0]) if rows else 0
 
     def close(self) -> None:
@@ -325,9 +321,7 @@ class ObjectStore:
         return self.get_stored(oid).obj
 
     def get_stored(self, oid: bytes) -> Stored:
-        rows = self.query(
-            "SELECT raw, origin, received_at FROM objects WHERE id = ?", (oid,)
-        )
+        rows = self.query("SELECT raw, origin, received_at FROM objects WHERE id = ?", (oid,))
         if not rows:
             raise NotFound(f"no object {oid.hex()[:16]}… in this commons")
         raw, origin, received_at = rows[0]
@@ -336,9 +330,7 @@ class ObjectStore:
     def resolve(self, prefix: str) -> bytes:
         """The full id for a hex prefix of 8+ characters. Raises if none or several."""
         low, high = prefix_range(prefix)
-        rows = self.query(
-            "SELECT id FROM objects WHERE id BETWEEN ? AND ? LIMIT 2", (low, high)
-        )
+        rows = self.query("SELECT id FROM objects WHERE id BETWEEN ? AND ? LIMIT 2", (low, high))
         if not rows:
             raise NotFound(f"no object with an id starting {prefix.strip().lower()}")
         if len(rows) > 1:
@@ -357,7 +349,9 @@ class ObjectStore:
         if upper is not None:
             sql += " AND (created_at, id) < (?, ?)"
             params += [upper[0], upper[1]]
-        return [(ts, bytes(oid)) for ts, oid in self.query(sql + " ORDER BY created_at, id", params)]
+        return [
+            (ts, bytes(oid)) for ts, oid in self.query(sql + " ORDER BY created_at, id", params)
+        ]
 
     def objects(
         self,
@@ -369,7 +363,7 @@ class ObjectStore:
         since: Item | None = None,
         limit: int | None = None,
     ) -> list[Stored]:
-        """Stored objects, oldest first. `heads_only` hides documents replaced by a newer version."""
+        """Stored objects, oldest first; `heads_only` hides replaced documents."""
         sql = "SELECT o.raw, o.origin, o.received_at FROM objects o"
         where: list[str] = []
         params: list[Any] = []
@@ -396,7 +390,9 @@ class ObjectStore:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [Stored(load_trusted(raw), origin, at) for raw, origin, at in self.query(sql, params)]
+        return [
+            Stored(load_trusted(raw), origin, at) for raw, origin, at in self.query(sql, params)
+        ]
 
     def latest(self, oid: bytes) -> bytes:
         """The newest stored version of a document, following `replaces` by its author."""

@@ -27,7 +27,9 @@ class FixedClock:
 
 
 @pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def isolated_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No test reads or writes the real user's home, config or model caches."""
     base = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("HOME", str(base))

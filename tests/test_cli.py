@@ -16,12 +16,19 @@ from commons.identity import Identity
 from commons.service import Commons
 
 
-def run(*args: str, home: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, home: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "commons"]
     if home is not None:
         argv += ["--home", str(home)]
     return subprocess.run(
-        [*argv, *args], input=stdin, capture_output=True, text=True, timeout=120, env=os.environ.copy()
+        [*argv, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
     )
 
 
@@ -75,8 +82,12 @@ def test_fresh_home_holds_the_seed_documents_and_an_identity(tmp_path: Path) -> 
 def test_add_from_stdin_and_duplicates_are_stored_once(tmp_path: Path) -> None:
     home = tmp_path / "h"
     ok("init", home=home)
-    first = json.loads(ok("add", "-", "--title", "Pasted", "--json", home=home, stdin="Some text.\n"))
-    again = json.loads(ok("add", "-", "--title", "Pasted", "--json", home=home, stdin="Some text.\n"))
+    first = json.loads(
+        ok("add", "-", "--title", "Pasted", "--json", home=home, stdin="Some text.\n")
+    )
+    again = json.loads(
+        ok("add", "-", "--title", "Pasted", "--json", home=home, stdin="Some text.\n")
+    )
     assert first[0]["status"] == "added" and again[0]["status"] == "duplicate"
     assert first[0]["id"] == again[0]["id"]
 
@@ -100,7 +111,9 @@ def test_retract_only_own_objects(tmp_path: Path) -> None:
         (("show", "abcdef12"), "no commons home"),
     ],
 )
-def test_missing_home_says_how_to_create_one(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+def test_missing_home_says_how_to_create_one(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
     result = run(*args, home=tmp_path / "nowhere")
     assert result.returncode == 1
     assert message in result.stderr and "init" in result.stderr

@@ -75,7 +75,10 @@ def test_canonical_form_sorts_keys_and_escapes_like_rfc8785(alice: Identity) -> 
     assert '"body":"a \\"q\\" \\\\ \\n\\t\\f\\r é 😀"' in text
     keys = list(json.loads(text))
     assert keys == sorted(keys)
-    assert " " not in text.replace("Seed saving", "").replace("Dry the seeds well", "").split('"body"')[0]
+    assert (
+        " "
+        not in text.replace("Seed saving", "").replace("Dry the seeds well", "").split('"body"')[0]
+    )
 
 
 # -- tampering ----------------------------------------------------------------
@@ -113,7 +116,9 @@ def test_wrong_id_is_refused(alice: Identity) -> None:
 
 def test_signature_by_another_key_is_refused(alice: Identity, bob: Identity) -> None:
     signed = sign(doc(alice), alice)
-    forged = SignedObject(content=signed.content, id=signed.id, sig=bytes(bob.sign(signed.id).signature))
+    forged = SignedObject(
+        content=signed.content, id=signed.id, sig=bytes(bob.sign(signed.id).signature)
+    )
     with pytest.raises(InvalidObject, match="not made by its author"):
         parse(forged.to_bytes(), now=NOW)
 

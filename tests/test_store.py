@@ -32,7 +32,9 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def test_put_is_idempotent_and_get_returns_the_same_object(store: ObjectStore, alice: Identity) -> None:
+def test_put_is_idempotent_and_get_returns_the_same_object(
+    store: ObjectStore, alice: Identity
+) -> None:
     obj = make_doc(alice)
     assert store.put(obj, now=NOW) is PutResult.ADDED
     assert store.put(obj, now=NOW) is PutResult.DUPLICATE
@@ -93,7 +95,9 @@ def test_ambiguous_prefix(store: ObjectStore, alice: Identity) -> None:
     # so two rows are written directly: this checks the lookup, not verification.
     raw = make_doc(alice).to_bytes()
     with store.transaction() as db:
-        for n, oid in enumerate((bytes.fromhex("aaaaaaaa" + "00" * 28), bytes.fromhex("aaaaaaaa" + "11" * 28))):
+        for n, oid in enumerate(
+            (bytes.fromhex("aaaaaaaa" + "00" * 28), bytes.fromhex("aaaaaaaa" + "11" * 28))
+        ):
             db.execute(
                 "INSERT INTO objects VALUES (?, 'document', ?, ?, ?, 'test', 0, 0)",
                 (oid, alice.public_key, n, raw),
@@ -121,14 +125,20 @@ def test_retraction_removes_content_for_good(store: ObjectStore, alice: Identity
     assert isinstance(events[2], Removed) and events[2].id == obj.id
 
 
-def test_retraction_arriving_first_stops_the_object(store: ObjectStore, alice: Identity, bob: Identity) -> None:
+def test_retraction_arriving_first_stops_the_object(
+    store: ObjectStore, alice: Identity, bob: Identity
+) -> None:
     obj = make_doc(alice)
-    store.put(sign(Retraction(author=alice.public_key, created_at=NOW, target=obj.id), alice), now=NOW)
+    store.put(
+        sign(Retraction(author=alice.public_key, created_at=NOW, target=obj.id), alice), now=NOW
+    )
     with pytest.raises(Withdrawn):
         store.put(obj, now=NOW)
     # A retraction by someone else for an object we do not have yet does not suppress it.
     other = make_doc(alice, "B")
-    store.put(sign(Retraction(author=bob.public_key, created_at=NOW, target=other.id), bob), now=NOW)
+    store.put(
+        sign(Retraction(author=bob.public_key, created_at=NOW, target=other.id), bob), now=NOW
+    )
     assert store.put(other, now=NOW) is PutResult.ADDED
 
 
@@ -167,7 +177,9 @@ def test_filters_by_author_and_tag(store: ObjectStore, alice: Identity, bob: Ide
 
 
 def test_display_names_take_the_newest_profile(store: ObjectStore, alice: Identity) -> None:
-    store.put(sign(Profile(author=alice.public_key, created_at=NOW - 1, name="old"), alice), now=NOW)
+    store.put(
+        sign(Profile(author=alice.public_key, created_at=NOW - 1, name="old"), alice), now=NOW
+    )
     store.put(sign(Profile(author=alice.public_key, created_at=NOW, name="new"), alice), now=NOW)
     assert store.display_names() == {alice.public_key: "new"}
 
