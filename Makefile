@@ -6,12 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 # torch is pinned and installed in the same pip command as sentence-transformers,
 # so pip takes the CPU build and never pulls CUDA packages.
 TORCH := torch==2.13.0
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: install run test lint bench clean tmux
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(TORCH) -e '.[dev]'
+	$(BIN)/pip install --quiet $(TORCH) -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
 	touch $(STAMP)
 
 install: $(STAMP)
