@@ -35,10 +35,16 @@ lint: install
 	$(BIN)/ruff check commons sync tui tests bench
 	$(BIN)/mypy commons sync tui
 
+SCIFACT := ../shared/eval/scifact
+
 bench: install
+	$(BIN)/python bench/objects.py
 	$(BIN)/python bench/reconcile.py
-	$(BIN)/python bench/retrieval.py --corpus ../shared/eval/scifact/corpus.jsonl \
-	  --queries ../shared/eval/scifact/dev-queries.jsonl --qrels ../shared/eval/scifact/dev-qrels.tsv
+	$(BIN)/python bench/convergence.py
+	$(BIN)/python bench/query.py
+	$(BIN)/python bench/ingest.py --corpus $(SCIFACT)/corpus.jsonl --docs 1000
+	$(BIN)/python bench/retrieval.py --corpus $(SCIFACT)/corpus.jsonl \
+	  --queries $(SCIFACT)/dev-queries.jsonl --qrels $(SCIFACT)/dev-qrels.tsv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,9 @@ implementation of every action, whichever process owns the home.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,12 +44,43 @@ class CommonsApi(Protocol):
 
     def import_bundle(self, path: str) -> JSON: ...
 
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int = 8,
+        authors: list[str] = [],  # noqa: B006 (never mutated; JSON-shaped like the wire)
+        tags: list[str] = [],  # noqa: B006
+        llm: str | None = None,
+        model: str | None = None,
+        gguf: str | None = None,
+    ) -> JSON: ...
+
+    def reindex(self) -> JSON: ...
+
 
 class LocalApi:
     """The API over a home this process owns."""
 
     def __init__(self, commons: Commons) -> None:
         self.commons = commons
+        self._deferred = 0
+
+    @contextmanager
+    def deferred_indexing(self) -> Iterator[None]:
+        """Index what is added inside the block in one batched pass when it ends.
+
+        Embedding many documents at once is faster than one at a time; `commons add`
+        with many files uses this. Outside it, `add` returns once the document is
+        searchable.
+        """
+        self._deferred += 1
+        try:
+            yield
+        finally:
+            self._deferred -= 1
+            if not self._deferred:
+                self.commons.search_index().sync()
 
     def whoami(self) -> JSON:
         return self.commons.whoami()
@@ -60,6 +94,7 @@ class LocalApi:
         licence: str,
         replaces: str | None,
     ) -> JSON:
+        index = self.commons.search_index()  # open it first, so the add's event reaches it
         obj, result = self.commons.add_document(
             title=title or extracted.title,
             body=extracted.body,
@@ -68,6 +103,8 @@ class LocalApi:
             licence=licence,
             replaces=replaces,
         )
+        if not self._deferred:
+            index.sync()  # searchable when add returns
         stored = self.commons.store.get_stored(obj.id)
         out = summary(stored, self.commons.store.display_names())
         out["status"] = "added" if result is PutResult.ADDED else "duplicate"
@@ -93,3 +130,27 @@ class LocalApi:
 
     def import_bundle(self, path: str) -> JSON:
         return self.commons.import_bundle(Path(path)).to_json()
+
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int = 8,
+        authors: list[str] = [],  # noqa: B006
+        tags: list[str] = [],  # noqa: B006
+        llm: str | None = None,
+        model: str | None = None,
+        gguf: str | None = None,
+    ) -> JSON:
+        """{"answer", "citations": [{n, id, title, author, author_name, origin, passage,
+        score, page, start, end}], "abstained"}; start/end are offsets in the body."""
+        from commons.generators import make_generator
+
+        generator = make_generator(
+            llm, model, gguf, api_key=os.environ.get("COMMONS_LLM_API_KEY")
+        )
+        answer = self.commons.ask(question, k=k, authors=authors, tags=tags, generator=generator)
+        return answer.to_json()
+
+    def reindex(self) -> JSON:
+        return self.commons.reindex()

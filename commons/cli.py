@@ -23,13 +23,35 @@ DEFAULT_LISTEN = "127.0.0.1:7400"
 def _command(
     sub: Any, name: str, handler: str, help_text: str, **kwargs: Any
 ) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text, **kwargs)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=help_text, **kwargs
+    )
     parser.set_defaults(handler=handler)
     return parser
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _node_flags(parser: argparse.ArgumentParser, *, name: bool = True) -> None:
+    """Options `serve` and `mirror` share (the sync engineer's)."""
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds between gossip rounds (default 30)",
+    )
+    parser.add_argument(
+        "--advertise",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="the address peers should use to reach this node (repeatable; default: --listen)",
+    )
+    if name:
+        parser.add_argument("--name", help="this node's public name in its peer record")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the commons home (default: $COMMONS_HOME, else ~/.local/share/commons)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
+    # The app's own options (no command): the node it runs while it is open.
+    parser.add_argument(
+        "--listen",
+        dest="app_listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="where the app's node listens (default: a free port on 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--peer",
+        dest="app_peers",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a peer for the app's node (repeatable)",
+    )
+    parser.add_argument("--offline", action="store_true", help="open the app without a node")
     parser.set_defaults(handler="tui.run:main_command")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -84,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "ask", "commons.ask_command:ask", "ask the commons a question, offline")
     p.add_argument("question", nargs="+", metavar="QUESTION")
-    p.add_argument("--author", action="append", default=[], dest="authors", help="only these authors")
+    p.add_argument(
+        "--author", action="append", default=[], dest="authors", help="only these authors"
+    )
     p.add_argument("--tag", action="append", default=[], dest="tags", help="only these tags")
     p.add_argument("--llm", metavar="URL", help="an OpenAI-compatible endpoint to write the answer")
     p.add_argument("--model", help="the model name for --llm")
@@ -98,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
     p.add_argument("--peer", action="append", default=[], dest="peers", help="a peer URL")
     p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
+    _node_flags(p)
 
     p = _command(sub, "mirror", "sync.commands:mirror", "run an always-on community mirror")
     p.add_argument("--listen", default="0.0.0.0:7400", help="HOST:PORT (default 0.0.0.0:7400)")
@@ -105,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", metavar="FILE", help="the accept policy (JSON)")
     p.add_argument("--name", help="the mirror's public name")
     p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
+    _node_flags(p, name=False)
 
     peers = _command(sub, "peers", "sync.commands:peers_ls", "list, add or remove peers")
     peer_sub = peers.add_subparsers(title="peer commands", metavar="ACTION")

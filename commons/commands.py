@@ -103,7 +103,9 @@ def add(args: argparse.Namespace) -> int:
     for path in args.paths:  # read everything first: a bad file adds nothing
         extracted.append(read_input(path, args.title))
     results = []
-    with open_api(args) as api:
+    from commons.ask_command import indexing  # batched indexing, progress bar (issue 3)
+
+    with open_api(args) as api, indexing(api, [item.body for item in extracted]):
         for item in extracted:
             results.append(
                 api.add(

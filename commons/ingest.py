@@ -1,13 +1,21 @@
-"""Turn a file into a document's title and body text."""
+"""Turn a file into a document's title and body text.
+
+.txt and .md are read as UTF-8; .html keeps the page's main text (trafilatura
+drops menus, footers and comments) as Markdown; .pdf keeps each page's text
+with a form feed between pages, so a passage's page number can be cited.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from commons.chunking import PAGE_BREAK
 from commons.errors import IngestError
-from commons.objects import normalise_text
+from commons.objects import MAX_OBJECT_BYTES, normalise_text
 
 _HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
@@ -54,7 +62,109 @@ SUFFIXES = {
     ".text": "text/plain",
     ".md": "text/markdown",
     ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".xhtml": "text/html",
+    ".pdf": "application/pdf",
 }
+# Room left in a signed object for the other fields and JSON escapes.
+_OBJECT_OVERHEAD = 8 * 1024
+# Control characters a document body may not hold (objects.py); \f, \t, \n stay.
+_BAD_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def clean_body(text: str) -> str:
+    """Line ends as \n, no control characters a signed body refuses, NFC."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return normalise_text(_BAD_CONTROL.sub("", text))
+
+
+def check_size(body: str, name: str) -> None:
+    size = len(json.dumps(body, ensure_ascii=False).encode("utf-8"))
+    if size + _OBJECT_OVERHEAD > MAX_OBJECT_BYTES:
+        raise IngestError(
+            f"{name}: its text is {size // 1024} KiB, more than one document can hold"
+            f" ({(MAX_OBJECT_BYTES - _OBJECT_OVERHEAD) // 1024} KiB); split it into parts"
+        )
+
+
+def extract_html(data: bytes, name: str) -> Extracted:
+    """The main text of a web page as Markdown: no menus, footers or comments."""
+    try:
+        import trafilatura
+    except ImportError as exc:
+        raise IngestError(
+            f"{name}: reading HTML needs trafilatura (and lxml_html_clean); run `make install`"
+        ) from exc
+    body = trafilatura.extract(
+        data,
+        output_format="markdown",
+        include_comments=False,
+        include_tables=True,
+        include_links=False,
+        include_images=False,
+    )
+    body = clean_body(body or "")
+    if not body:
+        raise IngestError(
+            f"{name}: found no main text in this page (it may be built by JavaScript,"
+            " or be only a menu); save the article's text as .txt or .md instead"
+        )
+    title = None
+    if not _HEADING.search(body[:4000]):
+        metadata = trafilatura.extract_metadata(data)
+        title = normalise_text(metadata.title)[:300] if metadata and metadata.title else None
+    return Extracted(title or guess_title(body, Path(name).stem), body, "text/markdown")
+
+
+def extract_pdf(data: bytes, name: str) -> Extracted:
+    """The text of each page, pages separated by form feeds so citations can name pages."""
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # it warns about every odd font
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise IngestError(f"{name} is encrypted with a password; save a copy without one")
+        pages = [clean_body(page.extract_text() or "") for page in reader.pages]
+        info = reader.metadata
+    except IngestError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise IngestError(f"{name} is not a readable PDF ({exc})") from exc
+    except Exception as exc:  # pypdf raises many kinds on damaged files
+        raise IngestError(f"{name} is not a readable PDF ({type(exc).__name__}: {exc})") from exc
+    if not any(pages):
+        raise IngestError(
+            f"{name} has no text layer (a scan?); run OCR on it first, for example with"
+            " ocrmypdf, then add the result"
+        )
+    # A blank first page would be lost when the body is trimmed, and every later
+    # page number with it: mark blank leading pages instead.
+    for i, text in enumerate(pages):
+        if text:
+            break
+        pages[i] = f"[page {i + 1} has no text]"
+    body = normalise_text(PAGE_BREAK.join(pages))
+    title = None
+    if info is not None and info.title and str(info.title).strip():
+        title = normalise_text(clean_body(str(info.title)))[:300] or None
+    return Extracted(title or guess_title(body, Path(name).stem), body, "text/plain")
+
+
+def extract_bytes(data: bytes, name: str, media_type: str) -> Extracted:
+    """Text of a file's bytes, by the media type its suffix gave."""
+    if media_type == "text/html":
+        extracted = extract_html(data, name)
+    elif media_type == "application/pdf":
+        extracted = extract_pdf(data, name)
+    else:
+        extracted = extract_text(data, name, media_type)
+    check_size(extracted.body, name)
+    return extracted
 
 
 def extract_file(path: Path) -> Extracted:
@@ -62,7 +172,10 @@ def extract_file(path: Path) -> Extracted:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         known = ", ".join(sorted(SUFFIXES))
-        raise IngestError(f"{path}: cannot read {suffix or 'files without a suffix'}; known: {known}")
+        raise IngestError(
+            f"{path}: cannot read {suffix or 'files without a suffix'} files; known: {known}"
+            " (convert it to one of these, or paste its text with `commons add -`)"
+        )
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
@@ -73,4 +186,4 @@ def extract_file(path: Path) -> Extracted:
         raise IngestError(f"{path} cannot be read (permission denied)") from exc
     except OSError as exc:
         raise IngestError(f"{path} cannot be read: {exc.strerror}") from exc
-    return extract_text(data, str(path), SUFFIXES[suffix])
+    return extract_bytes(data, str(path), SUFFIXES[suffix])

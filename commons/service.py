@@ -10,10 +10,11 @@ import getpass
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from commons import seeds
 from commons.errors import CommonsError, HomeError, NotFound, Refused
@@ -31,6 +32,11 @@ from commons.objects import (
     sign,
 )
 from commons.store import ObjectStore, PutResult, Stored
+
+if TYPE_CHECKING:
+    from commons.answer import Answer, Generator
+    from commons.embedding import Embedder
+    from commons.index import Progress, SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +121,26 @@ def write_atomically(path: Path, lines: Iterable[bytes]) -> int:
 class Commons:
     """One home, opened and owned by this process."""
 
-    def __init__(self, paths: HomePaths, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        paths: HomePaths,
+        *,
+        clock: Clock,
+        embedder: Embedder | None = None,
+        index_url: str | None = None,
+    ) -> None:
         paths.require()
         self.paths = paths
         self.clock = clock
+        # The search index is opened on first use: `commons ls` must not pay for
+        # importing torch and chromadb.
+        self._embedder = embedder
+        self.index_url = index_url
+        self._index: SearchIndex | None = None
+        self._index_lock = threading.Lock()
+        self._index_progress: Progress | None = None
+        # Authors whose documents answers never use (a node sets it from its policy).
+        self.blocked: frozenset[bytes] = frozenset()
         self._lock = HomeLock(paths).acquire()
         try:
             self.identity = Identity.load(paths.key)
@@ -226,10 +248,21 @@ class Commons:
         return self.publish(content), PutResult.ADDED
 
     def find_same_document(self, *, title: str, body: str) -> SignedObject | None:
-        for stored in self.store.objects(kind="document", author=self.public_key):
-            content = stored.obj.content
-            if isinstance(content, Document) and content.body == body and content.title == title:
-                return stored.obj
+        # Narrowed by title in SQL (JSON1), so adding many files to a large home is
+        # not quadratic in Python object decoding.
+        rows = self.store.query(
+            "SELECT o.id FROM objects o WHERE o.kind = 'document' AND o.author = ?"
+            " AND json_extract(CAST(o.raw AS TEXT), '$.title') = ?"
+            " AND NOT EXISTS (SELECT 1 FROM versions v JOIN objects n ON n.id = v.new"
+            "   WHERE v.old = o.id AND v.author = o.author)"
+            " ORDER BY o.created_at, o.id",
+            (self.public_key, title),
+        )
+        for (oid,) in rows:
+            obj = self.store.get(bytes(oid))
+            content = obj.content
+            if isinstance(content, Document) and content.body == body:
+                return obj
         return None
 
     def retract(self, prefix: str, reason: str | None = None) -> SignedObject:
@@ -279,6 +312,85 @@ class Commons:
 
     def show(self, prefix: str) -> Stored:
         return self.store.get_stored(self.resolve(prefix))
+
+    # -- asking ---------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from commons.embedding import embedder_from_env
+
+            self._embedder = embedder_from_env()
+        return self._embedder
+
+    def _open_index(self) -> tuple[SearchIndex, bool]:
+        with self._index_lock:
+            if self._index is not None:
+                return self._index, False
+            from commons.index import ChromaVectors, SearchIndex, collection_name, open_chroma
+
+            client = open_chroma(str(self.paths.index), self.index_url)
+            namespace = self.public_key.hex()[:16]
+            vectors = ChromaVectors(client, collection_name(namespace, self.embedder))
+            vectors.drop_others(f"commons-{namespace}-")
+            index = SearchIndex(self.store, self.embedder, vectors)
+            index.progress = self._index_progress
+            index.listen()
+            self._index = index
+            self.on_close(self._close_index)
+            return index, True
+
+    def _close_index(self) -> None:
+        with self._index_lock:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+
+    def search_index(self) -> SearchIndex:
+        """The search index, opened on first call and then kept up with the store.
+
+        The first call indexes whatever is stored but not indexed; after that,
+        store events keep it current from a worker thread. Safe from any thread.
+        """
+        index, opened = self._open_index()
+        if opened:
+            index.sync()
+        return index
+
+    def set_index_progress(self, progress: Progress | None) -> None:
+        """Report indexing work (passages embedded) to `progress`, from whichever thread."""
+        self._index_progress = progress
+        if self._index is not None:
+            self._index.progress = progress
+
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int = 8,
+        authors: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        blocked: Iterable[bytes] = (),
+        generator: Generator | None = None,
+    ) -> Answer:
+        """Answer from the local copy of the commons, citing the passages used."""
+        from commons.asking import ask
+
+        return ask(
+            self,
+            question,
+            k=k,
+            authors=[self.resolve_author(a) for a in authors],
+            tags=[t.strip().lower() for t in tags if t.strip()],
+            blocked=self.blocked | frozenset(blocked),
+            generator=generator,
+        )
+
+    def reindex(self) -> dict[str, int]:
+        """Rebuild the vector and word indexes from the object store."""
+        index, _ = self._open_index()
+        report = index.rebuild()
+        return {**report.to_json(), **index.counts()}
 
     # -- bundles --------------------------------------------------------------
 

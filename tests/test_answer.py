@@ -1,0 +1,242 @@
+"""Answers: extractive sentences with citations, abstention, and checked generator citations."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from commons.answer import (
+    ABSTAIN_TEXT,
+    Answer,
+    Citation,
+    ExtractiveAnswerer,
+    Source,
+    answer_question,
+    generated_answer,
+    renumber_citations,
+)
+from commons.embedding import HashEmbedder
+from commons.errors import CommonsError
+from commons.generators import OpenAICompatible, build_messages, chat_url, make_generator
+from commons.service import Commons
+
+CITATION_KEYS = {
+    "n", "id", "title", "author", "author_name", "origin", "passage", "score", "page", "start",
+    "end",
+}
+
+
+def source(n: int, text: str, title: str = "Doc") -> Source:
+    return Source(
+        doc=bytes([n]) * 32,
+        title=f"{title} {n}",
+        author=bytes([100 + n]) * 32,
+        author_name=f"author{n}",
+        origin="seed",
+        text=text,
+        start=10 * n,
+        end=10 * n + len(text),
+        page=None,
+        score=1.0 / n,
+    )
+
+
+SOURCES = [
+    source(1, "Rain gardens slow storm water. They let the water soak into the ground."),
+    source(2, "A rain garden needs plants that survive both flooding and drought."),
+    source(3, "Chickens need a dry coop. Foxes hunt chickens at night."),
+]
+
+
+def cited_numbers(text: str) -> set[int]:
+    return {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+
+
+def test_extractive_answer_cites_every_sentence_with_existing_numbers() -> None:
+    answer = ExtractiveAnswerer(HashEmbedder()).answer("how does a rain garden work?", SOURCES)
+    assert not answer.abstained
+    numbers = [c.n for c in answer.citations]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert cited_numbers(answer.text) == set(numbers)
+    # every sentence ends with a citation, and the cited text is in the cited passage
+    for sentence, n in re.findall(r"(.+?) \[(\d+)\]\s*", answer.text):
+        assert sentence.strip() in answer.citations[int(n) - 1].passage
+    assert all("Chickens" not in c.passage for c in answer.citations)
+
+
+def test_sentences_keep_their_reading_order_within_a_passage() -> None:
+    sources = [source(1, "Rain gardens need a low spot. Rain gardens need deep-rooted plants.")]
+    answer = ExtractiveAnswerer(HashEmbedder(), threshold=0.0).answer("rain gardens", sources)
+    assert answer.text.index("low spot") < answer.text.index("deep-rooted")
+
+
+def test_it_abstains_when_nothing_is_relevant() -> None:
+    answer = ExtractiveAnswerer(HashEmbedder()).answer("saxophone tuning?", SOURCES)
+    assert answer == Answer(ABSTAIN_TEXT, (), True)
+    assert ExtractiveAnswerer(HashEmbedder()).answer("rain", []).abstained
+
+
+def test_answer_json_has_exactly_the_promised_fields() -> None:
+    answer = ExtractiveAnswerer(HashEmbedder()).answer("rain garden plants", SOURCES)
+    data = answer.to_json()
+    assert set(data) == {"answer", "citations", "abstained"}
+    assert all(set(c) == CITATION_KEYS for c in data["citations"])
+    first = data["citations"][0]
+    assert first["id"] == answer.citations[0].id and len(first["id"]) == 64
+    json.dumps(data)  # plain JSON values only
+
+
+@pytest.mark.parametrize(
+    ("text", "given", "expected", "order"),
+    [
+        ("A [1]. B [9].", 3, "A [1]. B.", [1]),
+        ("A [2]. B [1, 9]. C [3].", 3, "A [1]. B [2]. C [3].", [2, 1, 3]),
+        ("A [9][10].", 3, "A.", []),
+        ("A [1-3].", 3, "A [1][2][3].", [1, 2, 3]),
+        ("A [0] [4] B.", 3, "A B.", []),
+        ("No citations at all.", 3, "No citations at all.", []),
+    ],
+)
+def test_renumber_citations(text: str, given: int, expected: str, order: list[int]) -> None:
+    assert renumber_citations(text, given) == (expected, order)
+
+
+class ScriptedGenerator:
+    name = "scripted"
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.seen: list[Sequence[Source]] = []
+
+    def generate(self, question: str, sources: Sequence[Source]) -> str:
+        self.seen.append(sources)
+        return self.reply
+
+
+def test_a_citation_number_that_does_not_exist_is_never_shown() -> None:
+    gen = ScriptedGenerator("Rain gardens soak up water [2]. They stop floods [9]. See [3][7].")
+    answer = generated_answer("rain gardens?", SOURCES, gen)
+    assert "[9]" not in answer.text and "[7]" not in answer.text
+    assert cited_numbers(answer.text) == {c.n for c in answer.citations} == {1, 2}
+    assert [c.id for c in answer.citations] == [SOURCES[1].doc.hex(), SOURCES[2].doc.hex()]
+
+
+def test_a_generator_is_not_asked_when_nothing_is_relevant() -> None:
+    gen = ScriptedGenerator("made up [1]")
+    answer = answer_question("saxophone tuning?", SOURCES, HashEmbedder(), generator=gen)
+    assert answer.abstained and gen.seen == []
+
+
+def test_an_answer_citing_nothing_still_lists_its_sources() -> None:
+    answer = generated_answer("rain?", SOURCES[:2], ScriptedGenerator("It rains."))
+    assert answer.text == "It rains." and [c.n for c in answer.citations] == [1, 2]
+
+
+def test_prompt_numbers_the_passages() -> None:
+    messages = build_messages("why?", SOURCES)
+    assert "[1] Doc 1 (by author1)" in messages[1]["content"]
+    assert "[3] Doc 3" in messages[1]["content"] and "[4]" not in messages[1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:11434/v1", "http://127.0.0.1:11434/v1/chat/completions"),
+        ("http://host:8080", "http://host:8080/v1/chat/completions"),
+        ("https://h/v1/chat/completions", "https://h/v1/chat/completions"),
+    ],
+)
+def test_chat_url(url: str, expected: str) -> None:
+    assert chat_url(url) == expected
+
+
+def test_generator_options_are_checked() -> None:
+    assert make_generator() is None
+    with pytest.raises(CommonsError, match="--model"):
+        make_generator("http://127.0.0.1:1/v1")
+    with pytest.raises(CommonsError, match="not both"):
+        make_generator("http://127.0.0.1:1/v1", "m", "x.gguf")
+    with pytest.raises(CommonsError, match="not an http"):
+        make_generator("ftp://x", "m")
+    with pytest.raises(CommonsError, match="no such model file"):
+        make_generator(gguf="/nonexistent/model.gguf")
+
+
+class FakeChatServer:
+    """A stand-in for Ollama or a llama.cpp server on a loopback port."""
+
+    def __init__(self, reply: str, status: int = 200) -> None:
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers["Content-Length"])
+                outer.requests.append(
+                    {"path": self.path, "body": json.loads(self.rfile.read(length)),
+                     "auth": self.headers.get("Authorization")}
+                )
+                payload = json.dumps(
+                    {"choices": [{"message": {"role": "assistant", "content": reply}}]}
+                    if status == 200 else {"error": "no such model"}
+                ).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def chat_server() -> Iterator[FakeChatServer]:
+    with FakeChatServer("Rain gardens soak water in [1], unlike pipes [99].") as server:
+        yield server
+
+
+def test_openai_compatible_endpoint_answers_with_checked_citations(
+    chat_server: FakeChatServer,
+) -> None:
+    gen = OpenAICompatible(chat_server.url, "tiny", api_key="k")
+    answer = generated_answer("rain gardens?", SOURCES, gen)
+    assert answer.text == "Rain gardens soak water in [1], unlike pipes."
+    assert [c.title for c in answer.citations] == ["Doc 1"]
+    [request] = chat_server.requests
+    assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer k"
+    assert request["body"]["model"] == "tiny" and request["body"]["temperature"] == 0
+    assert "[3] Doc 3" in request["body"]["messages"][1]["content"]
+
+
+def test_endpoint_errors_are_explained() -> None:
+    with FakeChatServer("", status=404) as server, pytest.raises(CommonsError, match="404"):
+        OpenAICompatible(server.url, "missing").generate("q", SOURCES)
+    with pytest.raises(CommonsError, match="cannot reach"):
+        OpenAICompatible("http://127.0.0.1:9/v1", "m", timeout=5).generate("q", SOURCES)
+
+
+def test_ask_through_the_home_with_a_generator(home: Commons, chat_server: FakeChatServer) -> None:
+    answer = home.ask("how do I run a community mirror?", generator=OpenAICompatible(
+        chat_server.url, "tiny"))
+    assert not answer.abstained and "[99]" not in answer.text
+    assert [c.n for c in answer.citations] == [1]
+    assert isinstance(answer.citations[0], Citation) and answer.citations[0].origin == "seed"

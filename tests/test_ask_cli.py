@@ -1,0 +1,250 @@
+"""`commons ask` and `commons reindex`, run as a person runs them: in a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commons.seeds import SEED_AUTHOR
+
+MIRROR_QUESTION = "how do I run a community mirror?"
+CITATION_KEYS = {
+    "n", "id", "title", "author", "author_name", "origin", "passage", "score", "page", "start",
+    "end",
+}
+
+
+def run(
+    *args: str, home: Path, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "commons", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def ok(*args: str, home: Path, **kwargs: Any) -> str:
+    result = run(*args, home=home, **kwargs)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh home with the seed documents (fake embedder, from conftest's environment)."""
+    home = tmp_path_factory.mktemp("ask") / "home"
+    env = {"COMMONS_EMBEDDER": "fake"}
+    ok("init", "--name", "asker", home=home, env=env)
+    return home
+
+
+def check_answer(data: dict[str, Any]) -> None:
+    assert set(data) == {"answer", "citations", "abstained"}
+    numbers = [c["n"] for c in data["citations"]]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", data["answer"])} <= set(numbers)
+    for c in data["citations"]:
+        assert set(c) == CITATION_KEYS
+
+
+def test_ask_json_cites_seed_documents(seeded: Path) -> None:
+    data = json.loads(ok("ask", MIRROR_QUESTION, "--json", home=seeded))
+    check_answer(data)
+    assert not data["abstained"] and data["citations"]
+    for c in data["citations"]:
+        assert c["author"] == SEED_AUTHOR.hex() and c["origin"] == "seed"
+        assert c["author_name"] == "commons seeds"
+
+
+def test_ask_prints_the_answer_then_its_sources(seeded: Path) -> None:
+    out = ok("ask", "how", "do", "I", "run", "a", "community", "mirror?", home=seeded)
+    answer, _, sources = out.partition("\nSources:\n")
+    assert "[1]" in answer and sources.startswith("[1] ")
+    assert "commons seeds (e94ac362)" in sources and "from seed" in sources
+
+
+def test_a_question_nothing_answers_abstains(seeded: Path) -> None:
+    data = json.loads(ok("ask", "saxophone reed humidity?", "--json", home=seeded))
+    assert data["abstained"] and data["citations"] == []
+    assert "Nothing in this commons answers" in data["answer"]
+
+
+def test_an_added_file_is_indexed_and_answers(seeded: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "goats.md"
+    notes.write_text("# Goat care\n\nGoats need a dry shelter and fresh water every day.\n")
+    ok("add", str(notes), "--tag", "farm", home=seeded)
+    data = json.loads(ok("ask", "what do goats need?", "--tag", "farm", "--json", home=seeded))
+    assert [c["title"] for c in data["citations"]] == ["Goat care"]
+    mine = json.loads(ok("ask", "what do goats need?", "--author", "asker", "--json",
+                         home=seeded))
+    assert {c["author_name"] for c in mine["citations"]} == {"asker"}
+
+
+def test_reindex_rebuilds_from_the_store(seeded: Path) -> None:
+    out = ok("reindex", home=seeded)
+    assert re.match(r"indexed \d+ documents as \d+ passages", out)
+    check_answer(json.loads(ok("ask", MIRROR_QUESTION, "--json", home=seeded)))
+
+
+def test_bad_options_are_explained(seeded: Path) -> None:
+    result = run("ask", "why?", "--model", "llama3", home=seeded)
+    assert result.returncode == 1 and "give --llm URL too" in result.stderr
+    result = run("ask", "why?", "-k", "0", home=seeded)
+    assert result.returncode == 1 and "-k must be" in result.stderr
+
+
+class ChatServer:
+    """An OpenAI-compatible endpoint on loopback: it cites [1] and a [42] it was never given."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                reply = "Run it headless with a policy [1]. It never sleeps [42]."
+                payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    server = ChatServer()
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def test_llm_answers_cite_only_passages_they_were_given(
+    seeded: Path, chat_server: ChatServer
+) -> None:
+    data = json.loads(ok("ask", MIRROR_QUESTION, "--llm", chat_server.url, "--model", "tiny",
+                         "--json", home=seeded))
+    check_answer(data)
+    assert data["answer"] == "Run it headless with a policy [1]. It never sleeps."
+    assert len(data["citations"]) == 1
+    [body] = chat_server.bodies
+    assert body["model"] == "tiny" and "[1] " in body["messages"][1]["content"]
+
+
+def network_off() -> tuple[str, ...] | None:
+    """A command prefix that runs a process with no network at all, if this machine has one."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return (unshare, "-n")
+    return None
+
+
+SOCKET_GUARD = """
+import socket, sys
+def refuse(*args, **kwargs):
+    raise OSError("network disabled by the test")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from commons.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_real_model_answers_offline_from_the_seeds(tmp_path: Path) -> None:
+    """The promise of the project: a fresh home answers with cited seeds, network unplugged."""
+    home = tmp_path / "home"
+    env = {"COMMONS_EMBEDDER": "minilm", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    prefix = network_off()
+
+    def offline(*args: str) -> str:
+        if prefix is not None:
+            return ok(*args, home=home, env=env, prefix=prefix)
+        argv = [sys.executable, "-c", SOCKET_GUARD, "--home", str(home), *args]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=280,
+                                env={**os.environ, **env})
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    offline("init", "--name", "reader")
+    data = json.loads(offline("ask", MIRROR_QUESTION, "--json"))
+    check_answer(data)
+    assert not data["abstained"]
+    assert data["citations"] and all(
+        c["author"] == SEED_AUTHOR.hex() and c["origin"] == "seed" for c in data["citations"]
+    )
+    assert "Running a community mirror" in {c["title"] for c in data["citations"]}
+    nothing = json.loads(offline("ask", "what is the boiling point of tungsten?", "--json"))
+    assert nothing["abstained"] and nothing["citations"] == []
+
+
+def test_progress_bar_counts_passages_and_rate() -> None:
+    import io
+
+    from commons.ask_command import ProgressBar
+    from commons.index import IndexProgress
+
+    stream = io.StringIO()
+    bar = ProgressBar(200, stream=stream)
+    bar(IndexProgress(chunks=50, documents=0))
+    bar(IndexProgress(chunks=150, documents=3))
+    bar.close()
+    last = stream.getvalue().split("\r")[-1]
+    assert last.startswith("indexing [" + "#" * 24 + "] 200/200 passages")
+    assert last.rstrip().endswith("passages/s") and stream.getvalue().endswith("\n")
+
+
+def test_adding_many_files_indexes_each_once(home: Any, tmp_path: Path) -> None:
+    from commons.api import LocalApi
+    from commons.ask_command import indexing
+    from commons.ingest import Extracted
+
+    api = LocalApi(home)
+    index = home.search_index()
+    calls: list[int] = []
+    real_embed = index.embedder.embed_batch
+    index.embedder.embed_batch = lambda texts: calls.append(len(texts)) or real_embed(texts)
+    docs = [Extracted(f"Note {i}", f"Pigeons number {i} carry messages.", "text/markdown")
+            for i in range(5)]
+    with indexing(api, [d.body for d in docs]):
+        for d in docs:
+            api.add(d, title=None, tags=[], licence="CC0", replaces=None)
+    assert index.counts()["pending"] == 0
+    assert sum(calls) == 5
+
+
+
+def test_listing_does_not_load_the_model_or_chroma(seeded: Path) -> None:
+    script = (
+        "import sys\nfrom commons.cli import main\n"
+        f"main(['--home', {str(seeded)!r}, 'ls'])\n"
+        "heavy = {'torch', 'chromadb', 'sentence_transformers', 'transformers'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,352 @@
+"""Nodes in one event loop, talking real HTTP over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from commons.errors import CommonsError, NotFound
+from commons.home import HomePaths
+from commons.identity import Identity
+from commons.ingest import Extracted
+from commons.objects import Document, Retraction, SignedObject, sign
+from commons.remote import RemoteApi
+from commons.service import Commons
+from sync.messages import PROTOCOL, PROTOCOL_HEADER
+from sync.negentropy import Reconciler, SortedItems
+from sync.node import Node, NodeEvent
+from sync.policy import Policy
+
+NOW = 1_800_000_000
+
+MakeNode = Callable[..., Awaitable[Node]]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
+    nodes: list[Node] = []
+    homes: list[Commons] = []
+
+    async def make(name: str, *, start: bool = True, **kwargs: object) -> Node:
+        clock = kwargs.pop("clock", None) or Clock()
+        commons = Commons.init(HomePaths(tmp_path / name), clock=clock, name=name)  # type: ignore[arg-type]
+        homes.append(commons)
+        kwargs.setdefault("round_interval", 3600.0)  # tests drive the rounds themselves
+        node = Node(commons, rng=random.Random(len(nodes)), clock=clock, name=name,  # type: ignore[arg-type]
+                    **kwargs)  # type: ignore[arg-type]
+        nodes.append(node)
+        if start:
+            await node.start()
+        return node
+
+    yield make
+    for node in nodes:
+        await node.stop()
+    for commons in homes:
+        commons.close()
+
+
+def publish(node: Node, title: str, tags: tuple[str, ...] = (), body: str | None = None) -> bytes:
+    obj, _ = node.commons.add_document(title=title, body=body or f"All about {title}.", tags=tags)
+    return obj.id
+
+
+def ids(node: Node) -> list[tuple[int, bytes]]:
+    return node.store.items()
+
+
+async def eventually(check: Callable[[], bool], what: str, deadline: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not check():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_two_nodes_converge_by_push_and_pull(make_node: MakeNode) -> None:
+    a = await make_node("a")
+    b = await make_node("b", peers=[a.url])
+    only_a = publish(a, "Wells")
+    only_b = publish(b, "Rain tanks")
+    result = await b.sync_with(a.url)
+    assert result.error is None
+    assert result.fetched >= 1 and result.pushed >= 1 and result.round_trips >= 1
+    assert ids(a) == ids(b)
+    assert a.store.has(only_b) and b.store.has(only_a)
+    assert b.store.get_stored(only_a).origin == a.url
+    again = await b.sync_with(a.url)
+    assert (again.fetched, again.pushed, again.round_trips) == (0, 0, 1)
+    (peer,) = b.peers()
+    assert peer.url == a.url and peer.last_seen == NOW and peer.received == result.fetched
+    assert peer.name == "a"  # from a's signed peer record, which b now holds
+
+
+async def test_many_objects_move_in_batches(make_node: MakeNode, alice: Identity) -> None:
+    a = await make_node("a")
+    b = await make_node("b")
+    for i in range(300):
+        doc = Document(author=alice.public_key, created_at=NOW - i, title=f"n{i}", body="x" * 50)
+        a.store.put(sign(doc, alice), now=NOW)
+    result = await b.sync_with(a.url)
+    assert result.error is None and result.fetched >= 300
+    assert ids(a) == ids(b)
+
+
+async def test_fresh_objects_are_offered_without_waiting_for_a_round(make_node: MakeNode) -> None:
+    a = await make_node("a")
+    b = await make_node("b", peers=[a.url])
+    await b.sync_with(a.url)  # a learns b from b's peer record
+    assert [p.url for p in a.peers()] == [b.url]
+    events: list[NodeEvent] = []
+    a.subscribe(events.append)
+    oid = await asyncio.to_thread(publish, a, "Seed swap on Saturday")
+    await eventually(lambda: b.store.has(oid), "b has the fresh document")
+    await eventually(lambda: any(e.kind == "offered" and e.peer == b.url for e in events),
+                     "a logged its offer")
+    assert a.rounds == b.rounds == 1  # only the round each ran as it started
+
+
+async def test_retractions_travel_and_remove_the_content(make_node: MakeNode) -> None:
+    a = await make_node("a")
+    b = await make_node("b")
+    oid = publish(a, "A mistake")
+    await b.sync_with(a.url)
+    assert b.store.has(oid)
+    a.commons.retract(oid.hex()[:12], "wrong")
+    await b.sync_with(a.url)
+    assert not b.store.has(oid) and b.store.is_withdrawn(oid)
+    assert ids(a) == ids(b)
+
+
+async def test_a_withdrawn_object_is_declined_and_not_fetched(make_node: MakeNode) -> None:
+    a = await make_node("a", eager=False)  # so the retraction does not reach c by an offer
+    c = await make_node("c")
+    oid = publish(a, "Old timetable")
+    await c.sync_with(a.url)  # c keeps the document and will not hear of the retraction
+    a.commons.retract(oid.hex()[:12], "replaced")
+    b = await make_node("b")
+    await b.sync_with(a.url)  # b holds only the tombstone
+    assert b.store.is_withdrawn(oid) and not b.store.has(oid)
+    # Pushing the withdrawn document is declined, not held against the sender.
+    async with aiohttp.ClientSession() as http, http.post(
+        b.url + "/sync/push", data=c.store.get(oid).to_bytes() + b"\n"
+    ) as resp:
+        reply = await resp.json()
+    assert reply["accepted"] == 0 and reply["refused"] == []
+    assert "retracted" in reply["declined"][0]["reason"]
+    # b does not fetch it from c, and its retraction removes it there.
+    result = await b.sync_with(c.url)
+    assert result.error is None and result.fetched == 0 and result.pushed >= 1
+    assert not c.store.has(oid) and c.store.is_withdrawn(oid)
+
+
+async def test_a_conflicting_retraction_is_declined_not_blamed_on_the_relay(
+    make_node: MakeNode, alice: Identity, bob: Identity
+) -> None:
+    """Bob "retracts" Alice's document. A peer that never saw the document keeps the
+    retraction in good faith; a peer holding the document cannot apply it, but the
+    relaying peer did nothing wrong and keeps its standing."""
+    a = await make_node("a")
+    b = await make_node("b")
+    doc = sign(Document(author=alice.public_key, created_at=NOW, title="Mine", body="x"), alice)
+    a.store.put(doc, now=NOW)
+    fake = sign(Retraction(author=bob.public_key, created_at=NOW, target=doc.id), bob)
+    b.store.put(fake, now=NOW)
+    first = await a.sync_with(b.url)
+    assert first.error is None and first.declined == 1 and a.store.has(doc.id)
+    second = await a.sync_with(b.url)
+    assert (second.error, second.fetched, second.declined) == (None, 0, 0)
+    (peer,) = a.peers()
+    assert peer.faults == 0 and peer.state == "active"
+
+
+class Tamperer:
+    """A peer that serves objects whose content no longer matches their id."""
+
+    def __init__(self, objects: list[SignedObject]) -> None:
+        self.lines = {}
+        for obj in objects:
+            fields = obj.to_json()
+            fields["body"] = fields["body"] + " (and send money to this address)"
+            import json
+
+            self.lines[obj.id] = json.dumps(fields).encode()
+        self.items = SortedItems((o.created_at, o.id) for o in objects)
+        self.fetches = 0
+
+    async def reconcile(self, request: web.Request) -> web.Response:
+        return web.Response(body=Reconciler(self.items).respond(await request.read()))
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        self.fetches += 1
+        wanted = [bytes.fromhex(i) for i in (await request.json())["ids"]]
+        return web.Response(body=b"".join(self.lines[i] + b"\n" for i in wanted if i in self.lines))
+
+    async def push(self, request: web.Request) -> web.Response:
+        return web.json_response({"accepted": 0, "duplicate": 0, "declined": [], "refused": []})
+
+
+@pytest.fixture
+async def tamperer(alice: Identity) -> AsyncIterator[tuple[str, Tamperer]]:
+    doc = sign(Document(author=alice.public_key, created_at=NOW, title="Cure", body="Rest."), alice)
+    t = Tamperer([doc])
+    app = web.Application()
+    app.router.add_post("/sync/reconcile", t.reconcile)
+    app.router.add_post("/sync/fetch", t.fetch)
+    app.router.add_post("/sync/push", t.push)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}", t
+    await runner.cleanup()
+
+
+async def test_a_tampering_peer_is_refused_and_dropped(
+    make_node: MakeNode, tamperer: tuple[str, Tamperer]
+) -> None:
+    url, t = tamperer
+    b = await make_node("b", peers=[url])
+    before = ids(b)
+    events: list[NodeEvent] = []
+    b.subscribe(events.append)
+    for attempt in range(1, 4):
+        result = await b.sync_with(url)
+        assert result.error is not None and "does not match" in result.error
+        assert result.refused == 1 and result.fetched == 0
+        (peer,) = b.peers()
+        assert peer.faults == attempt
+    assert ids(b) == before
+    assert peer.state == "dropped" and peer.health < 0.1
+    assert [e.kind for e in events].count("fault") == 3 and events[-1].kind == "dropped"
+    assert await b.sync_now() == []  # a dropped peer is not chosen again
+    assert t.fetches == 3
+
+
+async def test_a_mirror_keeps_what_its_policy_accepts_and_remembers_the_rest(
+    make_node: MakeNode,
+) -> None:
+    a = await make_node("a")
+    maths = publish(a, "Fractions", tags=("maths",))
+    art = publish(a, "Charcoal", tags=("art",))
+    policy = Policy.from_json({"accept": {"tags": ["maths"]}})
+    m = await make_node("m", policy=policy, mirror=True)
+    first = await m.sync_with(a.url)
+    assert first.error is None and first.declined == 1
+    assert m.store.has(maths) and not m.store.has(art)
+    second = await m.sync_with(a.url)
+    assert (second.fetched, second.declined) == (0, 0)  # not fetched again
+    # And what a pushes to the mirror is filtered the same way.
+    pushed_art = publish(a, "Clay", tags=("art",))
+    result = await a.sync_with(m.url)
+    assert result.error is None and not m.store.has(pushed_art)
+    assert (await m.status())["declined"] == 2
+
+
+async def test_rate_limits_answer_429_and_the_client_backs_off(make_node: MakeNode) -> None:
+    limited = Policy.from_json({"rate_limit_per_peer": "3/minute"})
+    a = await make_node("a", policy=limited)
+    b = await make_node("b")
+    first = await b.sync_with(a.url)  # reconcile, fetch, push: three requests
+    assert first.error is None
+    second = await b.sync_with(a.url)
+    assert second.error is not None and "429" in second.error
+    peer = next(p for p in b.peers() if p.url == a.url)
+    assert peer.failures == 1 and peer.next_attempt > NOW
+
+
+async def test_endpoints_refuse_garbage_with_a_reason(make_node: MakeNode) -> None:
+    a = await make_node("a")
+    headers = {PROTOCOL_HEADER: PROTOCOL}
+    async with aiohttp.ClientSession() as http:
+        for path, body, status in [
+            ("/sync/reconcile", b"\x61\xff\xff", 400),
+            ("/sync/reconcile", b"\x61" + b"\0" * 70_000, 413),
+            ("/sync/fetch", b"not json", 400),
+            ("/sync/offer", b'{"ids": ["xyz"]}', 400),
+            ("/sync/push", b"x" * 3_000_000, 400),
+        ]:
+            async with http.post(a.url + path, data=body, headers=headers) as resp:
+                assert resp.status == status, (path, await resp.text())
+        async with http.post(a.url + "/sync/push", data=b'{"kind": "document"}\n') as resp:
+            reply = await resp.json()
+            assert reply["accepted"] == 0 and len(reply["refused"]) == 1
+        async with http.get(a.url + "/status") as resp:
+            status_json = await resp.json()
+    assert status_json["url"] == a.url and status_json["documents"] == a.store.count("document")
+    assert status_json["protocol"] == PROTOCOL
+    # The local API is not served on the gossip address.
+    async with aiohttp.ClientSession() as http, http.post(a.url + "/api/whoami") as resp:
+        assert resp.status == 404
+
+
+async def test_local_api_is_token_protected_and_maps_errors(make_node: MakeNode) -> None:
+    a = await make_node("a")
+    paths = a.commons.paths
+    assert stat.S_IMODE(os.stat(paths.node).st_mode) == 0o600
+    info = paths.node_info()
+    assert info is not None and info["url"] == a.url and info["api_url"].startswith("http://127.")
+    api = RemoteApi.from_node_info(info)
+    assert (await asyncio.to_thread(api.whoami))["name"] == "a"
+    added = await asyncio.to_thread(
+        api.add, Extracted("Compost", "Turn it weekly.", "text/markdown"),
+        title=None, tags=["garden"], licence="CC0-1.0", replaces=None,
+    )
+    assert added["status"] == "added" and a.store.has(bytes.fromhex(added["id"]))
+    with pytest.raises(NotFound, match="no object with an id starting 00000000"):
+        await asyncio.to_thread(api.show, "00000000")
+    peers = await asyncio.to_thread(api.add_peer, "http://127.0.0.1:9")
+    assert peers["url"] == "http://127.0.0.1:9" and peers["source"] == "manual"
+    assert [p["url"] for p in await asyncio.to_thread(api.peers)] == ["http://127.0.0.1:9"]
+    assert (await asyncio.to_thread(api.remove_peer, "http://127.0.0.1:9"))["removed"]
+    with pytest.raises(CommonsError, match="wrong token"):
+        await asyncio.to_thread(RemoteApi(info["api_url"], "guess").whoami)
+    with pytest.raises(CommonsError, match="no API method"):
+        await asyncio.to_thread(api.call, "drop_everything")
+    await a.stop()
+    assert not paths.node.exists()
+    with pytest.raises(CommonsError, match="does not answer"):
+        await asyncio.to_thread(api.whoami)
+
+
+async def test_sync_with_an_unreachable_peer_reports_and_backs_off(make_node: MakeNode) -> None:
+    b = await make_node("b", peers=["http://127.0.0.1:9"])
+    (result,) = await b.sync_now()
+    assert result.error is not None and "cannot be reached" in result.error
+    (peer,) = b.peers()
+    assert peer.failures == 1
+    assert await b.sync_now() == []  # backing off: the clock has not moved
+
+
+async def test_peer_table_survives_a_restart(make_node: MakeNode, tmp_path: Path) -> None:
+    a = await make_node("a")
+    b = await make_node("b", peers=[a.url])
+    await b.sync_with(a.url)
+    await b.stop()
+    b.commons.close()
+    reopened = Commons(HomePaths(tmp_path / "b"), clock=Clock())
+    try:
+        node = Node(reopened, rng=random.Random(0), clock=Clock())
+        result = await node.sync_with(a.url)
+        assert result.error is None
+        assert [(p.url, p.received > 0) for p in node.peers()] == [(a.url, True)]
+        await node.stop()
+    finally:
+        reopened.close()

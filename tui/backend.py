@@ -1,0 +1,313 @@
+"""What the screens ask of the commons, as blocking calls for thread workers.
+
+The backend hides whether this process owns the home (a `LocalApi` over a
+`Commons`, plus the node the app runs in its own event loop) or talks to the
+node that owns it (a `RemoteApi` with the same methods). Every method here
+may block on SQLite, Chroma, the embedding model or HTTP, so the screens call
+them from `@work(thread=True)` workers only. No textual here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from commons.api import CommonsApi, LocalApi
+from commons.chunking import chunk_text
+from commons.errors import CommonsError, HomeLocked, InvalidObject
+from commons.home import HomePaths
+from commons.ingest import Extracted, extract_file, extract_text
+from commons.objects import parse, verify
+from commons.service import Commons
+from tui.core import AnswerView, Badge, DocRow, PeerRow
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+
+
+class NodeEvent(Protocol):
+    time: float
+    kind: str
+    message: str
+    peer: str | None
+
+
+class NodeLike(Protocol):
+    """The part of `sync.node.Node` the app uses (it runs in the app's event loop)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def start(self) -> Awaitable[Any]: ...
+
+    def stop(self) -> Awaitable[Any]: ...
+
+    def peers(self) -> Sequence[Any]: ...
+
+    def add_peer(self, url: str) -> Awaitable[Any]: ...
+
+    def remove_peer(self, url: str) -> Any: ...
+
+    def sync_now(self) -> Awaitable[Any]: ...
+
+    def subscribe(self, callback: Callable[[Any], None]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    row: DocRow
+    body: str
+
+
+@dataclass(frozen=True)
+class Whoami:
+    public_key: str
+    name: str | None
+    home: str
+    through: str | None  # the node's URL when we talk to a node that owns the home
+
+
+@dataclass(frozen=True)
+class Published:
+    row: DocRow
+    status: str  # "added" | "duplicate"
+
+
+class Backend:
+    """One home, as the app sees it."""
+
+    def __init__(
+        self,
+        api: CommonsApi,
+        *,
+        clock: Clock,
+        home: Path,
+        public_key: str,
+        commons: Commons | None = None,
+        node: NodeLike | None = None,
+        remote_url: str | None = None,
+        node_note: str | None = None,
+    ) -> None:
+        self.api = api
+        self.clock = clock
+        self.home = home
+        self.public_key = public_key
+        self.commons = commons
+        self.node = node
+        self.remote_url = remote_url
+        # Why there is no node, shown on the Peers screen instead of a table.
+        self.node_note = node_note
+        self._closers: list[Callable[[], None]] = []
+
+    @property
+    def local(self) -> bool:
+        return self.commons is not None
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:  # closing must go on to release the home lock
+                log.exception("closing %s failed", closer)
+        self._closers.clear()
+        if self.commons is not None:
+            self.commons.close()
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        self._closers.append(closer)
+
+    # -- change notification --------------------------------------------------
+
+    def watch(self, callback: Callable[[], None]) -> bool:
+        """Call `callback` (from any thread) after each store change.
+
+        Returns False when changes cannot be watched (the home belongs to a
+        node in another process), so the caller polls instead.
+        """
+        if self.commons is None:
+            return False
+        store = self.commons.store
+
+        def listener(_event: object) -> None:
+            callback()
+
+        store.subscribe(listener)
+        self.on_close(lambda: store.unsubscribe(listener))
+        return True
+
+    # -- reading --------------------------------------------------------------
+
+    def whoami(self) -> Whoami:
+        who = self.api.whoami()
+        return Whoami(
+            public_key=who["public_key"],
+            name=who.get("name"),
+            home=str(who.get("home") or self.home),
+            through=self.remote_url,
+        )
+
+    def documents(self, *, author: str | None = None) -> list[DocRow]:
+        return [DocRow.from_json(d) for d in self.api.documents(author=author, tag=None)]
+
+    def document(self, doc_id: str) -> DocumentView:
+        item = self.api.show(doc_id)
+        return DocumentView(DocRow.from_json(item), str(item["object"].get("body", "")))
+
+    def verify(self, doc_id: str) -> tuple[Badge, str | None]:
+        """Check a stored document's id and signature again, here and now.
+
+        Timestamps are judged as at the later of now and its arrival, so a clock
+        set back after the fact does not turn a good signature red.
+        """
+        try:
+            if self.commons is not None:
+                stored = self.commons.store.get_stored(bytes.fromhex(doc_id))
+                verify(stored.obj, now=max(self.clock(), stored.received_at))
+            else:
+                item = self.api.show(doc_id)
+                parse(item["object"], now=max(self.clock(), int(item.get("received_at") or 0)))
+        except InvalidObject as exc:
+            return Badge.INVALID, str(exc)
+        return Badge.VERIFIED, None
+
+    # -- asking ---------------------------------------------------------------
+
+    def ask(self, question: str, *, k: int = 8) -> AnswerView:
+        ask = getattr(self.api, "ask", None)
+        if ask is None:
+            raise CommonsError(
+                "this build cannot answer questions yet (no retrieval index); browse the"
+                " Library instead"
+            )
+        if self.commons is not None:
+            # The first index sync (the app's warm-up, or the node's on start) may
+            # still be running in another thread; sync() waits for it, so the
+            # question is not answered from a half-built index.
+            self.commons.search_index().sync()
+        return AnswerView.from_json(question, ask(question=question, k=k, authors=[], tags=[]))
+
+    # -- contributing ---------------------------------------------------------
+
+    def read_file(self, path: str) -> Extracted:
+        return extract_file(Path(path).expanduser())
+
+    def read_pasted(self, text: str) -> Extracted:
+        return extract_text(text.encode("utf-8"), "pasted text", "text/markdown")
+
+    def chunk_preview(self, extracted: Extracted) -> list[str]:
+        """The passages the index will cut this text into."""
+        return [chunk.text for chunk in chunk_text(extracted.body)]
+
+    def publish(
+        self,
+        extracted: Extracted,
+        *,
+        title: str | None,
+        tags: list[str],
+        licence: str,
+        on_chunks: Callable[[int], None] | None = None,
+    ) -> Published:
+        """Sign, store and index. `on_chunks(n)` hears of passages embedded as they are."""
+        if self.commons is not None and on_chunks is not None:
+            self.commons.set_index_progress(lambda p: on_chunks(p.chunks))
+        try:
+            out = self.api.add(extracted, title=title, tags=tags, licence=licence, replaces=None)
+        finally:
+            if self.commons is not None and on_chunks is not None:
+                self.commons.set_index_progress(None)
+        return Published(DocRow.from_json(out), str(out.get("status", "added")))
+
+    def warm_index(self) -> None:
+        """Open the search index and catch it up, so the first question is quick."""
+        if self.commons is not None:
+            self.commons.search_index()
+
+    def retract(self, doc_id: str, reason: str | None) -> None:
+        self.api.retract(doc_id, reason)
+
+    # -- peers ----------------------------------------------------------------
+    #
+    # Our own node runs in the app's event loop, so its calls are awaited there;
+    # a node in another process is reached over its local API in a thread.
+
+    @property
+    def has_peers(self) -> bool:
+        """Whether any node (ours or the owner of the home) can show and change peers."""
+        return self.node is not None or hasattr(self.api, "peers")
+
+    async def peers(self) -> list[PeerRow]:
+        if self.node is not None:
+            return [PeerRow.from_info(p) for p in self.node.peers()]
+        remote = getattr(self.api, "peers", None)
+        if remote is None:
+            return []
+        return [PeerRow.from_info(p) for p in await asyncio.to_thread(remote)]
+
+    async def add_peer(self, url: str) -> None:
+        if self.node is not None:
+            await self.node.add_peer(url)
+        else:
+            await asyncio.to_thread(lambda: self._remote("add_peer")(url=url))
+
+    async def remove_peer(self, url: str) -> None:
+        if self.node is not None:
+            self.node.remove_peer(url)
+        else:
+            await asyncio.to_thread(lambda: self._remote("remove_peer")(url=url))
+
+    async def sync_now(self) -> Any:
+        """One gossip round now; returns what sync_now reports (one result per peer)."""
+        if self.node is not None:
+            return await self.node.sync_now()
+        return await asyncio.to_thread(self._remote("sync_now"))
+
+    def _remote(self, method: str) -> Callable[..., Any]:
+        fn = getattr(self.api, method, None)
+        if fn is None:
+            raise CommonsError("no node is running here; start the app without --offline")
+        return fn
+
+def open_backend(
+    paths: HomePaths,
+    *,
+    clock: Clock,
+    make_node: Callable[[Commons], NodeLike] | None = None,
+    node_note: str | None = None,
+) -> Backend:
+    """Own the home (creating a seeded one if there is none), or use the node that owns it."""
+    try:
+        commons = Commons.init(paths, clock=clock)
+    except HomeLocked:
+        info = paths.node_info()
+        if info is None:
+            raise
+        from commons.remote import RemoteApi
+
+        api = RemoteApi.from_node_info(info)
+        who = api.whoami()
+        return Backend(
+            api,
+            clock=clock,
+            home=paths.root,
+            public_key=who["public_key"],
+            remote_url=str(info.get("url") or "?"),
+        )
+    try:
+        node = make_node(commons) if make_node is not None else None
+    except BaseException:
+        commons.close()
+        raise
+    return Backend(
+        LocalApi(commons),
+        clock=clock,
+        home=paths.root,
+        public_key=commons.public_key.hex(),
+        commons=commons,
+        node=node,
+        node_note=node_note if node is None else None,
+    )
