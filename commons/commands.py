@@ -16,6 +16,7 @@ from commons.api import CommonsApi, LocalApi
 from commons.errors import CommonsError, HomeLocked, IngestError
 from commons.home import HomePaths, default_home
 from commons.ingest import Extracted, extract_file, extract_text
+from commons.remote import RemoteApi
 from commons.service import Commons
 
 
@@ -28,8 +29,8 @@ def home_paths(args: argparse.Namespace) -> HomePaths:
 
 
 @contextmanager
-def open_api(args: argparse.Namespace) -> Iterator[CommonsApi]:
-    """The API of the home: our own if we can own it, else the running node's."""
+def open_owner(args: argparse.Namespace) -> Iterator[Commons | RemoteApi]:
+    """The home itself if no process owns it, else the API of the node that does."""
     paths = home_paths(args)
     paths.require()
     try:
@@ -38,12 +39,17 @@ def open_api(args: argparse.Namespace) -> Iterator[CommonsApi]:
         info = paths.node_info()
         if info is None:
             raise
-        from commons.remote import RemoteApi
-
         yield RemoteApi.from_node_info(info)
         return
     with commons:
-        yield LocalApi(commons)
+        yield commons
+
+
+@contextmanager
+def open_api(args: argparse.Namespace) -> Iterator[CommonsApi]:
+    """The API of the home: our own if we can own it, else the running node's."""
+    with open_owner(args) as owner:
+        yield LocalApi(owner) if isinstance(owner, Commons) else owner
 
 
 def print_json(value: Any) -> None:

@@ -138,6 +138,7 @@ class Commons:
         self.index_url = index_url
         self._index: SearchIndex | None = None
         self._index_lock = threading.Lock()
+        self._index_ready = threading.Event()
         self._index_progress: Progress | None = None
         # Authors whose documents answers never use (a node sets it from its policy).
         self.blocked: frozenset[bytes] = frozenset()
@@ -345,6 +346,7 @@ class Commons:
             if self._index is not None:
                 self._index.close()
                 self._index = None
+                self._index_ready.clear()
 
     def search_index(self) -> SearchIndex:
         """The search index, opened on first call and then kept up with the store.
@@ -354,7 +356,14 @@ class Commons:
         """
         index, opened = self._open_index()
         if opened:
-            index.sync()
+            try:
+                index.sync()
+            finally:
+                self._index_ready.set()
+        else:
+            # Another thread opened it and may still be catching up; answering
+            # from a half-built index would wrongly say nothing matches.
+            self._index_ready.wait()
         return index
 
     def set_index_progress(self, progress: Progress | None) -> None:
@@ -388,8 +397,12 @@ class Commons:
 
     def reindex(self) -> dict[str, int]:
         """Rebuild the vector and word indexes from the object store."""
-        index, _ = self._open_index()
-        report = index.rebuild()
+        index, opened = self._open_index()
+        try:
+            report = index.rebuild()
+        finally:
+            if opened:
+                self._index_ready.set()
         return {**report.to_json(), **index.counts()}
 
     # -- bundles --------------------------------------------------------------

@@ -9,12 +9,11 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from commons.errors import CommonsError, HomeLocked, NotFound
+from commons.commands import open_owner
+from commons.errors import CommonsError, NotFound
 from commons.home import HomePaths, default_home
 from commons.remote import RemoteApi
 from commons.service import Commons
@@ -36,22 +35,6 @@ def _paths(args: argparse.Namespace) -> HomePaths:
 def open_commons(paths: HomePaths, index_url: str | None = None) -> Commons:
     """Own the home, with the vector index in a Chroma server if `index_url` is given."""
     return Commons(paths, clock=now, index_url=index_url or None)
-
-
-@contextmanager
-def owner(args: argparse.Namespace) -> Iterator[Commons | RemoteApi]:
-    """The home itself if no one owns it, else the API of the node that does."""
-    paths = _paths(args)
-    try:
-        commons = Commons(paths, clock=now)
-    except HomeLocked:
-        info = paths.node_info()
-        if info is None:
-            raise
-        yield RemoteApi.from_node_info(info)
-        return
-    with commons:
-        yield commons
 
 
 def _print_json(value: Any) -> None:
@@ -125,7 +108,7 @@ def _when(ts: int | None) -> str:
 
 
 def peers_ls(args: argparse.Namespace) -> int:
-    with owner(args) as home:
+    with open_owner(args) as home:
         if isinstance(home, RemoteApi):
             rows = home.peers()
         else:
@@ -149,7 +132,7 @@ def peers_ls(args: argparse.Namespace) -> int:
 
 def peers_add(args: argparse.Namespace) -> int:
     url = normalise_url(args.url)
-    with owner(args) as home:
+    with open_owner(args) as home:
         if isinstance(home, RemoteApi):
             home.add_peer(url)
         else:
@@ -163,7 +146,7 @@ def peers_add(args: argparse.Namespace) -> int:
 
 def peers_rm(args: argparse.Namespace) -> int:
     url = normalise_url(args.url)
-    with owner(args) as home:
+    with open_owner(args) as home:
         if isinstance(home, RemoteApi):
             removed = bool(home.remove_peer(url)["removed"])
         else:
@@ -181,7 +164,7 @@ def peers_rm(args: argparse.Namespace) -> int:
 
 def sync_once(args: argparse.Namespace) -> int:
     url = normalise_url(args.url)
-    with owner(args) as home:
+    with open_owner(args) as home:
         if isinstance(home, RemoteApi):
             result = home.sync_with(url)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,21 @@ def home(tmp_path: Path, clock: FixedClock) -> Iterator[Commons]:
     commons = Commons.init(HomePaths(tmp_path / "home"), clock=clock, name="tester")
     yield commons
     commons.close()
+
+
+@pytest.fixture
+def commons(tmp_path: Path) -> Iterator[Commons]:
+    """The fixed home of the app tests (fixed keys, clock and documents)."""
+    from tui_support import make_home
+
+    c = make_home(tmp_path / "home")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def backend(commons: Commons) -> Any:
+    """The app's backend over the fixed home, with no node."""
+    from tui_support import make_backend
+
+    return make_backend(commons)

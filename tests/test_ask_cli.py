@@ -8,13 +8,12 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import FakeChatServer
 
 from commons.seeds import SEED_AUTHOR
 
@@ -107,49 +106,22 @@ def test_bad_options_are_explained(seeded: Path) -> None:
     assert result.returncode == 1 and "-k must be" in result.stderr
 
 
-class ChatServer:
-    """An OpenAI-compatible endpoint on loopback: it cites [1] and a [42] it was never given."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                reply = "Run it headless with a policy [1]. It never sleeps [42]."
-                payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-
 @pytest.fixture
-def chat_server() -> Iterator[ChatServer]:
-    server = ChatServer()
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def chat_server() -> Iterator[FakeChatServer]:
+    with FakeChatServer("Run it headless with a policy [1]. It never sleeps [42].") as server:
+        yield server
 
 
 def test_llm_answers_cite_only_passages_they_were_given(
-    seeded: Path, chat_server: ChatServer
+    seeded: Path, chat_server: FakeChatServer
 ) -> None:
     data = json.loads(ok("ask", MIRROR_QUESTION, "--llm", chat_server.url, "--model", "tiny",
                          "--json", home=seeded))
     check_answer(data)
     assert data["answer"] == "Run it headless with a policy [1]. It never sleeps."
     assert len(data["citations"]) == 1
-    [body] = chat_server.bodies
+    [request] = chat_server.requests
+    body = request["body"]
     assert body["model"] == "tiny" and "[1] " in body["messages"][1]["content"]
 
 

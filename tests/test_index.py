@@ -246,3 +246,41 @@ def test_concurrent_adds_and_searches_are_safe(home: Commons) -> None:
     index.sync()
     assert index.counts()["pending"] == 0
     assert len(lexical_ids(home, "kites", n=50)) == 15
+
+
+class GatedEmbedder(HashEmbedder):
+    """Holds its first batch until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def embed_batch(self, texts: list[str]) -> list[list[float]]:
+        self.entered.set()
+        self.release.wait(timeout=60)
+        return super().embed_batch(texts)
+
+
+def test_a_second_caller_waits_for_the_first_catch_up(
+    home: Commons, reopen: Callable[[], Commons], clock: Callable[[], int]
+) -> None:
+    home.close()
+    embedder = GatedEmbedder()
+    c = Commons(HomePaths(home.paths.root), clock=clock, embedder=embedder)
+    try:
+        first = threading.Thread(target=c.search_index)
+        first.start()
+        assert embedder.entered.wait(timeout=60)
+        got: list[SearchIndex] = []
+        second = threading.Thread(target=lambda: got.append(c.search_index()))
+        second.start()
+        second.join(timeout=0.5)
+        assert not got  # still waiting for the first caller's catch-up
+        embedder.release.set()
+        first.join(timeout=60)
+        second.join(timeout=60)
+        assert got and got[0].counts()["pending"] == 0
+    finally:
+        embedder.release.set()
+        c.close()

@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from test_tui_helpers import (
-    MY_TITLE,
-    RIVER_TITLE,
-    Clock,
-    make_backend,
-    make_home,
-    notifications,
-    settle,
-    title_of,
-)
 from textual.widgets import (
     DataTable,
     DirectoryTree,
@@ -26,6 +14,15 @@ from textual.widgets import (
     ProgressBar,
     Select,
     Static,
+)
+from tui_support import (
+    MY_TITLE,
+    RIVER_TITLE,
+    Clock,
+    make_home,
+    notifications,
+    settle,
+    title_of,
 )
 
 from commons.service import Commons
@@ -42,17 +39,6 @@ from tui.core import Badge
 
 SEED_COUNT = 12
 
-
-@pytest.fixture
-def commons(tmp_path: Path) -> Iterator[Commons]:
-    c = make_home(tmp_path / "home")
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def backend(commons: Commons) -> Backend:
-    return make_backend(commons)
 
 
 def titles(screen: LibraryScreen) -> list[str]:

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from test_tui_helpers import make_backend, make_home, settle
 from textual.containers import VerticalScroll
 from textual.pilot import Pilot
 from textual.widgets import Input, Markdown, OptionList
+from tui_support import settle
 
-from commons.service import Commons
 from tui.app import CommonsApp
 from tui.backend import Backend
 from tui.components.ask import AskScreen
 from tui.components.document import DocumentScreen
 from tui.core import ABSTAIN_TEXT
-
-
-@pytest.fixture
-def commons(tmp_path: Path) -> Iterator[Commons]:
-    c = make_home(tmp_path / "home")
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def backend(commons: Commons) -> Backend:
-    return make_backend(commons)
 
 
 async def ask(pilot: Pilot[Any], app: CommonsApp, question: str) -> AskScreen:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_tui_helpers import RIVER_BODY, make_backend, make_home, settle, title_of
 from textual.widgets import DataTable, Input, RichLog
+from tui_support import RIVER_BODY, make_backend, make_home, settle, title_of
 
 from commons.home import HomePaths
 from commons.service import Commons

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from test_tui_helpers import make_backend, make_home, settle
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
+from tui_support import make_backend, make_home, settle
 
 from commons.home import default_home
 from tui.app import CommonsApp

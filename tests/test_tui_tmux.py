@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_tui_helpers import make_home
+from tui_support import make_home
 
 from commons.home import HomePaths
 from commons.service import Commons

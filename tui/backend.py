@@ -184,11 +184,6 @@ class Backend:
                 "this build cannot answer questions yet (no retrieval index); browse the"
                 " Library instead"
             )
-        if self.commons is not None:
-            # The first index sync (the app's warm-up, or the node's on start) may
-            # still be running in another thread; sync() waits for it, so the
-            # question is not answered from a half-built index.
-            self.commons.search_index().sync()
         return AnswerView.from_json(question, ask(question=question, k=k, authors=[], tags=[]))
 
     # -- contributing ---------------------------------------------------------
