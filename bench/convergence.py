@@ -37,9 +37,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("COMMONS_EMBEDDER", "fake")  # measure gossip, not the embedding model
 
-from commons.home import HomePaths  # noqa: E402
+from commons.search.embedding import load_embedder  # noqa: E402
 from commons.service import Commons  # noqa: E402
-from sync.node import Node  # noqa: E402
+from commons.storage.home import HomePaths  # noqa: E402
+from sync.http.node import Node  # noqa: E402
 
 
 def now() -> int:
@@ -104,7 +105,8 @@ async def trial(nodes: list[Node], rng: random.Random, *, eager: bool, interval:
 
 async def network(n: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     rng = random.Random(args.seed * 1000 + n)
-    homes = [Commons.init(HomePaths(root / f"n{n}-{i}"), clock=now, name=f"node{i}")
+    homes = [Commons.init(HomePaths(root / f"n{n}-{i}"), clock=now, name=f"node{i}",
+                          embedder=load_embedder(os.environ.get("COMMONS_EMBEDDER")))
              for i in range(n)]
     nodes = [Node(h, rng=random.Random(rng.random()), clock=now, round_interval=3600.0,
                   fanout=args.fanout, name=f"node{i}") for i, h in enumerate(homes)]

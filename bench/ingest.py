@@ -26,12 +26,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from commons.api import LocalApi  # noqa: E402
-from commons.chunking import chunk_text, embedding_text  # noqa: E402
-from commons.embedding import load_embedder  # noqa: E402
-from commons.home import HomePaths, create_identity  # noqa: E402
 from commons.ingest import extract_file  # noqa: E402
+from commons.search.chunking import chunk_text, embedding_text  # noqa: E402
+from commons.search.embedding import load_embedder  # noqa: E402
 from commons.service import Commons  # noqa: E402
-from commons.store import ObjectStore  # noqa: E402
+from commons.storage.home import HomePaths, create_identity  # noqa: E402
+from commons.storage.store import ObjectStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

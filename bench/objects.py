@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from commons.identity import Identity
-from commons.objects import Document, parse, sign
-from commons.store import ObjectStore
+from commons.model.identity import Identity
+from commons.model.objects import Document, parse, sign
+from commons.storage.store import ObjectStore
 
 NOW = 1_800_000_000
 

@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from commons.embedding import load_embedder  # noqa: E402
-from commons.home import HomePaths, create_identity  # noqa: E402
-from commons.identity import Identity  # noqa: E402
-from commons.objects import Document, sign  # noqa: E402
-from commons.retrieval import DEPTH, Retriever  # noqa: E402
+from commons.model.identity import Identity  # noqa: E402
+from commons.model.objects import Document, sign  # noqa: E402
+from commons.search.embedding import load_embedder  # noqa: E402
+from commons.search.retrieval import DEPTH, Retriever  # noqa: E402
 from commons.service import Commons  # noqa: E402
-from commons.store import ObjectStore  # noqa: E402
+from commons.storage.home import HomePaths, create_identity  # noqa: E402
+from commons.storage.store import ObjectStore  # noqa: E402
 
 DIMENSION = 384
 PASSAGES_PER_DOCUMENT = 20

@@ -16,7 +16,7 @@ import random
 import time
 from typing import Any
 
-from sync.negentropy import DEFAULT_FRAME_SIZE_LIMIT, ID_SIZE, Reconciler, SortedItems
+from sync.protocol.negentropy import DEFAULT_FRAME_SIZE_LIMIT, ID_SIZE, Reconciler, SortedItems
 
 DIFFERENCES = (1, 10, 100, 1000)
 

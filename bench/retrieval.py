@@ -28,13 +28,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from commons.embedding import load_embedder  # noqa: E402
-from commons.home import HomePaths, create_identity  # noqa: E402
-from commons.index import Scored, SearchIndex  # noqa: E402
-from commons.objects import Document, normalise_text, sign  # noqa: E402
-from commons.retrieval import DEPTH, RRF_K, Retriever, doc_ranking  # noqa: E402
+from commons.model.objects import Document, normalise_text, sign  # noqa: E402
+from commons.search.embedding import load_embedder  # noqa: E402
+from commons.search.indexer import SearchIndex  # noqa: E402
+from commons.search.lexical import Scored  # noqa: E402
+from commons.search.retrieval import DEPTH, RRF_K, Retriever, doc_ranking  # noqa: E402
 from commons.service import Commons  # noqa: E402
-from commons.store import ObjectStore  # noqa: E402
+from commons.storage.home import HomePaths, create_identity  # noqa: E402
+from commons.storage.store import ObjectStore  # noqa: E402
 
 CREATED_AT = 1_700_000_000
 
@@ -117,8 +118,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     with Commons(paths, clock=lambda: CREATED_AT, embedder=embedder) as c:
         index: SearchIndex = c.search_index()
         # document id -> corpus id, through the titles and bodies we signed
-        rows = c.store.query("SELECT id, created_at FROM objects WHERE kind = 'document'")
-        corpus_id = {bytes(oid): str(corpus[ts - CREATED_AT]["id"]) for oid, ts in rows}
+        corpus_id = {
+            oid: str(corpus[ts - CREATED_AT]["id"]) for ts, oid in c.store.items(kind="document")
+        }
         retriever = Retriever(
             index,
             embedder,

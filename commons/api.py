@@ -8,7 +8,6 @@ implementation of every action, whichever process owns the home.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Protocol
 
 from commons.ingest import Extracted
 from commons.service import Commons, summary
-from commons.store import PutResult
+from commons.storage.store import PutResult
 
 JSON = dict[str, Any]
 
@@ -54,6 +53,7 @@ class CommonsApi(Protocol):
         llm: str | None = None,
         model: str | None = None,
         gguf: str | None = None,
+        llm_key: str | None = None,
     ) -> JSON: ...
 
     def reindex(self) -> JSON: ...
@@ -74,13 +74,15 @@ class LocalApi:
         with many files uses this. Outside it, `add` returns once the document is
         searchable.
         """
+        index = self.commons.search_index()
         self._deferred += 1
-        try:
-            yield
-        finally:
-            self._deferred -= 1
-            if not self._deferred:
-                self.commons.search_index().sync()
+        with index.held():  # else each add's event would wake the worker to index it alone
+            try:
+                yield
+            finally:
+                self._deferred -= 1
+                if not self._deferred:
+                    index.sync()
 
     def whoami(self) -> JSON:
         return self.commons.whoami()
@@ -141,14 +143,13 @@ class LocalApi:
         llm: str | None = None,
         model: str | None = None,
         gguf: str | None = None,
+        llm_key: str | None = None,
     ) -> JSON:
         """{"answer", "citations": [{n, id, title, author, author_name, origin, passage,
         score, page, start, end}], "abstained"}; start/end are offsets in the body."""
-        from commons.generators import make_generator
+        from commons.answers.generators import make_generator
 
-        generator = make_generator(
-            llm, model, gguf, api_key=os.environ.get("COMMONS_LLM_API_KEY")
-        )
+        generator = make_generator(llm, model, gguf, api_key=llm_key)
         answer = self.commons.ask(question, k=k, authors=authors, tags=tags, generator=generator)
         return answer.to_json()
 

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from commons.chunking import PAGE_BREAK
-from commons.errors import IngestError
-from commons.objects import MAX_OBJECT_BYTES, normalise_text
+from commons.model.errors import IngestError
+from commons.model.objects import MAX_OBJECT_BYTES, normalise_text
+from commons.search.chunking import PAGE_BREAK
 
 _HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 

@@ -15,9 +15,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from commons import errors
-from commons.errors import CommonsError
 from commons.ingest import Extracted
+from commons.model import errors
+from commons.model.errors import CommonsError
 
 JSON = dict[str, Any]
 TIMEOUT = 600.0  # an `ask` with a local language model can take minutes
@@ -83,12 +83,6 @@ class RemoteApi:
             return CommonsError(f"the node answered HTTP {exc.code}: {exc.reason}")
         return _error_class(kind)(str(message))
 
-    def __getattr__(self, method: str) -> Any:
-        # Methods added to LocalApi later (ask, reindex...) work without a change here.
-        if method.startswith("_"):
-            raise AttributeError(method)
-        return lambda **kwargs: self.call(method, **kwargs)
-
     # -- the methods of LocalApi ------------------------------------------------
 
     def whoami(self) -> JSON:
@@ -139,10 +133,11 @@ class RemoteApi:
         llm: str | None = None,
         model: str | None = None,
         gguf: str | None = None,
+        llm_key: str | None = None,
     ) -> JSON:
         result: JSON = self.call(
             "ask", question=question, k=k, authors=authors, tags=tags, llm=llm, model=model,
-            gguf=gguf,
+            gguf=gguf, llm_key=llm_key,
         )
         return result
 

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from commons.identity import Identity
-from commons.objects import Document, normalise_tags, normalise_text, sign
+from commons.model.identity import Identity
+from commons.model.objects import Document, normalise_tags, normalise_text, sign
 
 SEED_AUTHOR = bytes.fromhex("e94ac36268cc19f394ed6e548369d922d811f25326ff3e7c55ae1b071583f82c")
 SEED_NAME = "commons seeds"
@@ -48,7 +48,7 @@ def parse_source(text: str) -> tuple[str, list[str], str]:
 
 
 def build(sources: Path, key: Identity) -> list[bytes]:
-    from commons.objects import Profile
+    from commons.model.objects import Profile
 
     lines = [
         sign(

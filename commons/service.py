@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from commons import seeds
-from commons.errors import CommonsError, HomeError, NotFound, Refused
-from commons.home import HomeLock, HomePaths, create_identity
-from commons.identity import Identity
-from commons.objects import (
+from commons.model.errors import CommonsError, HomeError, NotFound, Refused
+from commons.model.identity import Identity
+from commons.model.objects import (
     AnyContent,
     Document,
     Profile,
@@ -31,12 +30,14 @@ from commons.objects import (
     parse,
     sign,
 )
-from commons.store import ObjectStore, PutResult, Stored
+from commons.storage.home import HomeLock, HomePaths, create_identity
+from commons.storage.store import ObjectStore, PutResult, Stored
 
 if TYPE_CHECKING:
-    from commons.answer import Answer, Generator
-    from commons.embedding import Embedder
-    from commons.index import Progress, SearchIndex
+    from commons.answers.extractive import Answer, Generator
+    from commons.search.embedding import Embedder
+    from commons.search.indexer import Progress, SearchIndex
+    from commons.search.vectors import VectorFactory
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class Commons:
         clock: Clock,
         embedder: Embedder | None = None,
         index_url: str | None = None,
+        vectors: VectorFactory | None = None,
     ) -> None:
         paths.require()
         self.paths = paths
@@ -136,6 +138,9 @@ class Commons:
         # importing torch and chromadb.
         self._embedder = embedder
         self.index_url = index_url
+        # Where passage vectors live; None: Chroma in the home's index directory,
+        # or the server at index_url.
+        self._vectors = vectors
         self._index: SearchIndex | None = None
         self._index_lock = threading.Lock()
         self._index_ready = threading.Event()
@@ -152,7 +157,16 @@ class Commons:
         self._closers: list[Callable[[], None]] = [self.store.close, self._lock.release]
 
     @classmethod
-    def init(cls, paths: HomePaths, *, clock: Clock, name: str | None = None) -> Commons:
+    def init(
+        cls,
+        paths: HomePaths,
+        *,
+        clock: Clock,
+        name: str | None = None,
+        embedder: Embedder | None = None,
+        index_url: str | None = None,
+        vectors: VectorFactory | None = None,
+    ) -> Commons:
         """Create a home (key, store, profile, seed documents), or open an existing one."""
         if paths.root.exists() and not paths.root.is_dir():
             raise HomeError(f"{paths.root} exists and is not a directory; choose another --home")
@@ -166,7 +180,7 @@ class Commons:
             with HomeLock(paths):
                 create_identity(paths)
                 ObjectStore(paths.db).close()
-        commons = cls(paths, clock=clock)
+        commons = cls(paths, clock=clock, embedder=embedder, index_url=index_url, vectors=vectors)
         try:
             if fresh or name:
                 commons.set_name(name or _default_name())
@@ -249,21 +263,12 @@ class Commons:
         return self.publish(content), PutResult.ADDED
 
     def find_same_document(self, *, title: str, body: str) -> SignedObject | None:
-        # Narrowed by title in SQL (JSON1), so adding many files to a large home is
+        # Narrowed by title in the store, so adding many files to a large home is
         # not quadratic in Python object decoding.
-        rows = self.store.query(
-            "SELECT o.id FROM objects o WHERE o.kind = 'document' AND o.author = ?"
-            " AND json_extract(CAST(o.raw AS TEXT), '$.title') = ?"
-            " AND NOT EXISTS (SELECT 1 FROM versions v JOIN objects n ON n.id = v.new"
-            "   WHERE v.old = o.id AND v.author = o.author)"
-            " ORDER BY o.created_at, o.id",
-            (self.public_key, title),
-        )
-        for (oid,) in rows:
-            obj = self.store.get(bytes(oid))
-            content = obj.content
+        for stored in self.store.objects(kind="document", author=self.public_key, title=title):
+            content = stored.obj.content
             if isinstance(content, Document) and content.body == body:
-                return obj
+                return stored.obj
         return None
 
     def retract(self, prefix: str, reason: str | None = None) -> SignedObject:
@@ -298,7 +303,7 @@ class Commons:
     def resolve_author(self, text: str) -> bytes:
         """An author by full key, key prefix (8+ hex), or display name."""
         text = text.strip()
-        keys = {s.obj.author for s in self.store.objects(heads_only=False)}
+        keys = self.store.authors()
         lowered = text.lower()
         if len(lowered) >= 8 and all(c in "0123456789abcdef" for c in lowered):
             matches = {k for k in keys if k.hex().startswith(lowered)}
@@ -319,21 +324,20 @@ class Commons:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from commons.embedding import embedder_from_env
+            from commons.search.embedding import load_embedder
 
-            self._embedder = embedder_from_env()
+            self._embedder = load_embedder(None)
         return self._embedder
 
     def _open_index(self) -> tuple[SearchIndex, bool]:
         with self._index_lock:
             if self._index is not None:
                 return self._index, False
-            from commons.index import ChromaVectors, SearchIndex, collection_name, open_chroma
+            from commons.search.chroma import chroma_vectors
+            from commons.search.indexer import SearchIndex
 
-            client = open_chroma(str(self.paths.index), self.index_url)
-            namespace = self.public_key.hex()[:16]
-            vectors = ChromaVectors(client, collection_name(namespace, self.embedder))
-            vectors.drop_others(f"commons-{namespace}-")
+            factory = self._vectors or chroma_vectors(str(self.paths.index), self.index_url)
+            vectors = factory(self.public_key.hex()[:16], self.embedder)
             index = SearchIndex(self.store, self.embedder, vectors)
             index.progress = self._index_progress
             index.listen()
@@ -383,7 +387,7 @@ class Commons:
         generator: Generator | None = None,
     ) -> Answer:
         """Answer from the local copy of the commons, citing the passages used."""
-        from commons.asking import ask
+        from commons.answers.ask import ask
 
         return ask(
             self,

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from embedders import embedder_for_tests
 
-from commons.home import HomePaths
-from commons.identity import Identity
+from commons.model.identity import Identity
+from commons.search.vectors import memory_vectors
 from commons.service import Commons
-from commons.store import ObjectStore
+from commons.storage.home import HomePaths
+from commons.storage.store import ObjectStore
 
 NOW = 1_800_000_000
 
@@ -67,8 +69,15 @@ def store(tmp_path: Path) -> Iterator[ObjectStore]:
 
 @pytest.fixture
 def home(tmp_path: Path, clock: FixedClock) -> Iterator[Commons]:
-    """A fresh, seeded home owned by this test."""
-    commons = Commons.init(HomePaths(tmp_path / "home"), clock=clock, name="tester")
+    """A fresh, seeded home owned by this test (vectors in memory: tests of Chroma
+    itself open their own homes)."""
+    commons = Commons.init(
+        HomePaths(tmp_path / "home"),
+        clock=clock,
+        name="tester",
+        embedder=embedder_for_tests(),
+        vectors=memory_vectors,
+    )
     yield commons
     commons.close()
 

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from commons.home import HomePaths
 from commons.remote import RemoteApi
 from commons.service import Commons
+from commons.storage.home import HomePaths
 
 INTERVAL = "0.3"
 DEADLINE = 60.0
@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def cli(home: Path, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "commons", "--home", str(home), *args],
+        [sys.executable, "-m", "tui", "--home", str(home), *args],
         capture_output=True, text=True, timeout=120, env=os.environ.copy(),
     )
     assert result.returncode == 0, result.stderr
@@ -76,7 +76,7 @@ class Peer:
     def start(self, *peers: Peer, extra: tuple[str, ...] = (), command: str = "serve") -> Peer:
         if self.proc is not None and self.proc.poll() is None:
             raise AssertionError(f"{self.name} is already running")
-        argv = [sys.executable, "-m", "commons", "--home", str(self.home), command,
+        argv = [sys.executable, "-m", "tui", "--home", str(self.home), command,
                 "--listen", f"127.0.0.1:{self.port}", "--interval", INTERVAL, *extra]
         for peer in peers:
             argv += ["--peer", peer.url]

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 from fakes import FakeChatServer
 
-from commons.answer import (
+from commons.answers.extractive import (
     ABSTAIN_TEXT,
     Answer,
     Citation,
@@ -19,9 +19,9 @@ from commons.answer import (
     generated_answer,
     renumber_citations,
 )
-from commons.embedding import HashEmbedder
-from commons.errors import CommonsError
-from commons.generators import OpenAICompatible, build_messages, chat_url, make_generator
+from commons.answers.generators import OpenAICompatible, build_messages, chat_url, make_generator
+from commons.model.errors import CommonsError
+from commons.search.embedding import HashEmbedder
 from commons.service import Commons
 
 CITATION_KEYS = {

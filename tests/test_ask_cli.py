@@ -28,7 +28,7 @@ def run(
     *args: str, home: Path, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "commons", "--home", str(home), *args],
+        [*prefix, sys.executable, "-m", "tui", "--home", str(home), *args],
         capture_output=True,
         text=True,
         timeout=280,
@@ -82,6 +82,7 @@ def test_a_question_nothing_answers_abstains(seeded: Path) -> None:
     assert "Nothing in this commons answers" in data["answer"]
 
 
+@pytest.mark.slow
 def test_an_added_file_is_indexed_and_answers(seeded: Path, tmp_path: Path) -> None:
     notes = tmp_path / "goats.md"
     notes.write_text("# Goat care\n\nGoats need a dry shelter and fresh water every day.\n")
@@ -93,6 +94,7 @@ def test_an_added_file_is_indexed_and_answers(seeded: Path, tmp_path: Path) -> N
     assert {c["author_name"] for c in mine["citations"]} == {"asker"}
 
 
+@pytest.mark.slow
 def test_reindex_rebuilds_from_the_store(seeded: Path) -> None:
     out = ok("reindex", home=seeded)
     assert re.match(r"indexed \d+ documents as \d+ passages", out)
@@ -139,7 +141,7 @@ def refuse(*args, **kwargs):
     raise OSError("network disabled by the test")
 socket.socket.connect = refuse
 socket.create_connection = refuse
-from commons.cli import main
+from tui.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -176,8 +178,8 @@ def test_real_model_answers_offline_from_the_seeds(tmp_path: Path) -> None:
 def test_progress_bar_counts_passages_and_rate() -> None:
     import io
 
-    from commons.ask_command import ProgressBar
-    from commons.index import IndexProgress
+    from commons.cli.ask import ProgressBar
+    from commons.search.indexer import IndexProgress
 
     stream = io.StringIO()
     bar = ProgressBar(200, stream=stream)
@@ -189,29 +191,37 @@ def test_progress_bar_counts_passages_and_rate() -> None:
     assert last.rstrip().endswith("passages/s") and stream.getvalue().endswith("\n")
 
 
-def test_adding_many_files_indexes_each_once(home: Any, tmp_path: Path) -> None:
+def test_adding_many_files_indexes_them_in_one_batched_pass(home: Any) -> None:
     from commons.api import LocalApi
-    from commons.ask_command import indexing
+    from commons.cli.ask import indexing
     from commons.ingest import Extracted
 
     api = LocalApi(home)
     index = home.search_index()
-    calls: list[int] = []
+    calls: list[int] = []  # passages per call to the embedder
     real_embed = index.embedder.embed_batch
-    index.embedder.embed_batch = lambda texts: calls.append(len(texts)) or real_embed(texts)
+
+    def counting_embed(texts: list[str]) -> Any:
+        calls.append(len(texts))
+        return real_embed(texts)
+
+    index.embedder.embed_batch = counting_embed
     docs = [Extracted(f"Note {i}", f"Pigeons number {i} carry messages.", "text/markdown")
-            for i in range(5)]
+            for i in range(20)]  # one passage each
     with indexing(api, [d.body for d in docs]):
         for d in docs:
             api.add(d, title=None, tags=[], licence="CC0", replaces=None)
+        # Nothing is embedded while files are added: neither by `add` nor by the
+        # worker that store events wake.
+        assert calls == []
     assert index.counts()["pending"] == 0
-    assert sum(calls) == 5
+    assert calls == [len(docs)]  # all passages in one call, each once
 
 
 
 def test_listing_does_not_load_the_model_or_chroma(seeded: Path) -> None:
     script = (
-        "import sys\nfrom commons.cli import main\n"
+        "import sys\nfrom tui.main import main\n"
         f"main(['--home', {str(seeded)!r}, 'ls'])\n"
         "heavy = {'torch', 'chromadb', 'sentence_transformers', 'transformers'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from commons.errors import HomeLocked, IdentityError
-from commons.home import HomePaths
-from commons.identity import Identity
+from commons.model.errors import HomeLocked, IdentityError
+from commons.model.identity import Identity
 from commons.service import Commons
+from commons.storage.home import HomePaths
 
 
 def run(
     *args: str, home: Path | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "commons"]
+    argv = [sys.executable, "-m", "tui"]
     if home is not None:
         argv += ["--home", str(home)]
     return subprocess.run(
@@ -44,6 +44,7 @@ def db_bytes(home: Path) -> bytes:
     )
 
 
+@pytest.mark.slow
 def test_add_export_import_carries_the_same_signed_document(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     notes = tmp_path / "notes.md"
@@ -79,6 +80,7 @@ def test_fresh_home_holds_the_seed_documents_and_an_identity(tmp_path: Path) -> 
     assert {d["author_name"] for d in docs} == {"commons seeds"}
 
 
+@pytest.mark.slow
 def test_add_from_stdin_and_duplicates_are_stored_once(tmp_path: Path) -> None:
     home = tmp_path / "h"
     ok("init", home=home)
@@ -92,6 +94,7 @@ def test_add_from_stdin_and_duplicates_are_stored_once(tmp_path: Path) -> None:
     assert first[0]["id"] == again[0]["id"]
 
 
+@pytest.mark.slow
 def test_retract_only_own_objects(tmp_path: Path) -> None:
     home = tmp_path / "h"
     ok("init", home=home)
@@ -120,6 +123,7 @@ def test_missing_home_says_how_to_create_one(
     assert not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.slow
 def test_bad_add_inputs_add_nothing(tmp_path: Path) -> None:
     home = tmp_path / "h"
     ok("init", home=home)
@@ -147,6 +151,7 @@ def test_bad_add_inputs_add_nothing(tmp_path: Path) -> None:
     assert db_bytes(home) == before
 
 
+@pytest.mark.slow
 def test_import_of_a_damaged_bundle_keeps_the_good_objects(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     ok("init", "--name", "ana", home=a)
@@ -210,6 +215,7 @@ def test_secret_key_readable_by_others_is_refused(tmp_path: Path) -> None:
         Identity.load(home / "identity.key")
 
 
+@pytest.mark.slow
 def test_help_on_every_command() -> None:
     for command in ("init", "id", "add", "ls", "show", "retract", "export", "import"):
         assert "usage: commons " + command in ok(command, "--help")

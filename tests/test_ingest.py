@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from commons.api import LocalApi
-from commons.errors import IngestError
 from commons.ingest import extract_file
+from commons.model.errors import IngestError
 from commons.service import Commons
 
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync.errors import LocalProtocolError, RemoteProtocolError
-from sync.negentropy import (
+from sync.protocol.errors import LocalProtocolError, RemoteProtocolError
+from sync.protocol.negentropy import (
     INFINITY,
     Bound,
     FingerprintRange,

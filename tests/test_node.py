@@ -12,18 +12,20 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from embedders import embedder_for_tests
 
-from commons.errors import CommonsError, NotFound
-from commons.home import HomePaths
-from commons.identity import Identity
 from commons.ingest import Extracted
-from commons.objects import Document, Retraction, SignedObject, sign
+from commons.model.errors import CommonsError, NotFound
+from commons.model.identity import Identity
+from commons.model.objects import Document, Retraction, SignedObject, sign
 from commons.remote import RemoteApi
 from commons.service import Commons
-from sync.messages import PROTOCOL, PROTOCOL_HEADER
-from sync.negentropy import Reconciler, SortedItems
-from sync.node import Node, NodeEvent
-from sync.policy import Policy
+from commons.storage.home import HomePaths
+from sync.gossip.policy import Policy
+from sync.http.node import Node
+from sync.http.status import NodeEvent
+from sync.protocol.messages import PROTOCOL, PROTOCOL_HEADER
+from sync.protocol.negentropy import Reconciler, SortedItems
 
 NOW = 1_800_000_000
 
@@ -45,7 +47,8 @@ async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
 
     async def make(name: str, *, start: bool = True, **kwargs: object) -> Node:
         clock = kwargs.pop("clock", None) or Clock()
-        commons = Commons.init(HomePaths(tmp_path / name), clock=clock, name=name)  # type: ignore[arg-type]
+        commons = Commons.init(HomePaths(tmp_path / name), clock=clock,  # type: ignore[arg-type]
+                               name=name, embedder=embedder_for_tests())
         homes.append(commons)
         kwargs.setdefault("round_interval", 3600.0)  # tests drive the rounds themselves
         node = Node(commons, rng=random.Random(len(nodes)), clock=clock, name=name,  # type: ignore[arg-type]
@@ -98,6 +101,7 @@ async def test_two_nodes_converge_by_push_and_pull(make_node: MakeNode) -> None:
     assert peer.name == "a"  # from a's signed peer record, which b now holds
 
 
+@pytest.mark.slow
 async def test_many_objects_move_in_batches(make_node: MakeNode, alice: Identity) -> None:
     a = await make_node("a")
     b = await make_node("b")
@@ -341,7 +345,7 @@ async def test_peer_table_survives_a_restart(make_node: MakeNode, tmp_path: Path
     await b.sync_with(a.url)
     await b.stop()
     b.commons.close()
-    reopened = Commons(HomePaths(tmp_path / "b"), clock=Clock())
+    reopened = Commons(HomePaths(tmp_path / "b"), clock=Clock(), embedder=embedder_for_tests())
     try:
         node = Node(reopened, rng=random.Random(0), clock=Clock())
         result = await node.sync_with(a.url)
@@ -350,3 +354,64 @@ async def test_peer_table_survives_a_restart(make_node: MakeNode, tmp_path: Path
         await node.stop()
     finally:
         reopened.close()
+
+
+# -- a peer's bytes can only be the peer's fault ----------------------------------------
+
+
+def unreadable(obj: SignedObject) -> bytes:
+    """The object's line with its created_at made a 5,000-digit integer."""
+    import json
+
+    fields = obj.to_json()
+    fields["created_at"] = 0
+    line = json.dumps(fields).replace('"created_at": 0', '"created_at": ' + "9" * 5000)
+    assert len(line) > 5000
+    return line.encode()
+
+
+async def test_an_unreadable_pushed_object_is_refused_and_the_rest_kept(
+    make_node: MakeNode, alice: Identity
+) -> None:
+    a = await make_node("a")
+    bad = sign(Document(author=alice.public_key, created_at=NOW, title="Big", body="x"), alice)
+    good = sign(Document(author=alice.public_key, created_at=NOW, title="Fine", body="y"), alice)
+    async with aiohttp.ClientSession() as http, http.post(
+        a.url + "/sync/push", data=unreadable(bad) + b"\n" + good.to_bytes() + b"\n"
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        reply = await resp.json()
+    assert reply["accepted"] == 1 and len(reply["refused"]) == 1
+    assert a.store.has(good.id) and not a.store.has(bad.id)
+
+
+async def test_a_peer_serving_an_unreadable_object_is_blamed_and_the_round_goes_on(
+    make_node: MakeNode, tamperer: tuple[str, Tamperer], alice: Identity
+) -> None:
+    url, t = tamperer
+    (oid,) = t.lines
+    t.lines[oid] = unreadable(
+        sign(Document(author=alice.public_key, created_at=NOW, title="Cure", body="Rest."), alice)
+    )
+    a = await make_node("a")
+    only_a = publish(a, "Wells")
+    b = await make_node("b", peers=[url, a.url])
+    results = {r.url: r for r in await b.sync_now()}
+    assert set(results) == {url, a.url}
+    assert "misbehaved" in (results[url].error or "")
+    assert results[url].refused == 1
+    assert results[a.url].error is None and b.store.has(only_a)
+    assert next(p for p in b.peers() if p.url == url).faults == 1
+
+
+async def test_a_garbled_peer_header_is_not_a_server_error(make_node: MakeNode) -> None:
+    a = await make_node("a")
+    oid = publish(a, "Wells")
+    headers = {"Commons-Peer": "http://[::1"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(a.url + "/sync/fetch", data=f'{{"ids": ["{oid.hex()}"]}}',
+                             headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+        async with http.post(a.url + "/sync/push", data=a.store.get(oid).to_bytes() + b"\n",
+                             headers=headers) as resp:
+            assert resp.status == 200, await resp.text()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sync_support import Peer, add_file, cli, free_port, get_json, peers_in, wait_for
 
-from commons.home import HomePaths
+from commons.storage.home import HomePaths
 
 pytestmark = pytest.mark.slow
 

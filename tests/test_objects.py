@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import nacl.signing
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commons.errors import InvalidObject
-from commons.identity import Identity
-from commons.objects import (
+from commons.model.errors import InvalidObject
+from commons.model.identity import Identity
+from commons.model.objects import (
     MAX_FUTURE_SECONDS,
     Document,
     PeerRecord,
@@ -24,6 +26,7 @@ from commons.objects import (
     parse,
     sign,
 )
+from commons.service import Commons
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "vectors.json").read_text())
 NOW = 1_800_000_000
@@ -85,15 +88,21 @@ def test_canonical_form_sorts_keys_and_escapes_like_rfc8785(alice: Identity) -> 
 
 
 def test_every_flipped_byte_of_a_signed_object_is_refused(alice: Identity) -> None:
-    wire = sign(doc(alice), alice).to_bytes()
-    refused = 0
+    signed = sign(doc(alice), alice)
+    wire = signed.to_bytes()
+    # The untouched bytes are accepted, so a refusal below is the flip's doing.
+    assert parse(wire, now=NOW) == signed
+    accepted = []
     for position in range(len(wire)):
         tampered = bytearray(wire)
         tampered[position] ^= 0x01
-        with pytest.raises(InvalidObject):
+        assert bytes(tampered) != wire
+        try:
             parse(bytes(tampered), now=NOW)
-        refused += 1
-    assert refused == len(wire)
+        except InvalidObject:
+            continue
+        accepted.append(position)
+    assert accepted == [], f"flipped bytes at {accepted} were accepted"
 
 
 @settings(max_examples=200, deadline=None)
@@ -218,3 +227,157 @@ def test_other_kinds_check_their_fields(alice: Identity) -> None:
         PeerRecord(author=a, created_at=NOW, addresses=("http://x",), name="n", mirror=1)  # type: ignore[arg-type]
     with pytest.raises(InvalidObject, match="1 to 64"):
         Profile(author=a, created_at=NOW, name="")
+
+
+# -- whatever a peer sends, parse() can only refuse it --------------------------
+
+_KEY = Identity(bytes(range(32)))
+_FIELDS = sign(doc(_KEY), _KEY).to_json()
+
+# Every character, lone surrogates included (json.dumps escapes them as \udxxx).
+_TEXTS = st.text(st.characters(exclude_categories=()), max_size=20)
+# Digit counts past MAX_INT, some past Python's 4,300-digit conversion limit.
+_DIGITS = st.one_of(st.integers(min_value=17, max_value=100), st.integers(4_300, 6_000))
+_HUGE_DIGITS = _DIGITS.map(lambda n: "9" * n)
+_STRING_JSON = st.one_of(
+    _TEXTS.map(json.dumps),
+    st.sampled_from(['"\\ud800"', '"x\\udfff"', '"\\u12"', '"\\x"', '"open']),
+    st.sampled_from(["document", "retraction", "peer", "profile", "http://a", "00" * 32]).map(
+        json.dumps
+    ),
+)
+_NUMBER_JSON = st.one_of(
+    st.integers().map(str),
+    _HUGE_DIGITS,
+    _HUGE_DIGITS.map(lambda digits: "-" + digits),
+    st.floats().map(json.dumps),  # NaN and Infinity included
+    st.sampled_from(["1e999999", "-1e999999", "1.5", "-0", "01"]),
+)
+_DEEP_JSON = st.integers(min_value=1, max_value=5_000).map(lambda n: "[" * n + "]" * n)
+# Arbitrary JSON texts (and some that are almost JSON), built as text so that
+# integers of any length can be written.
+_JSON = st.recursive(
+    st.one_of(st.sampled_from(["null", "true", "false"]), _NUMBER_JSON, _STRING_JSON, _DEEP_JSON),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda items: "[" + ",".join(items) + "]"),
+        st.lists(st.tuples(_STRING_JSON, inner), max_size=4).map(
+            lambda pairs: "{" + ",".join(f"{k}:{v}" for k, v in pairs) + "}"
+        ),
+    ),
+    max_leaves=8,
+)
+# Arbitrary JSON values as Python objects (the form a remote API hands over),
+# with huge integers and keys that are not strings.
+_KEYS = st.one_of(_TEXTS, st.integers(), st.none())
+_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        _DIGITS.map(lambda n: 10**n),
+        st.floats(),
+        _TEXTS,
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_KEYS, inner, max_size=4)),
+    max_leaves=8,
+)
+
+
+def _object_json(replaced: dict[str, str]) -> str:
+    fields = {name: json.dumps(value) for name, value in _FIELDS.items()}
+    fields.update(replaced)
+    return "{" + ",".join(f"{json.dumps(name)}:{text}" for name, text in fields.items()) + "}"
+
+
+def _parse_or_refuse(data: bytes | str | dict) -> None:
+    """Anything but InvalidObject (or success) escapes and fails the test."""
+    with contextlib.suppress(InvalidObject):
+        parse(data, now=NOW)
+
+
+_FIELD_NAMES = st.sampled_from([*_FIELDS, "reason", "name", "addresses", "mirror", "extra"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=_JSON)
+def test_any_json_text_is_parsed_or_refused(data: str) -> None:
+    _parse_or_refuse(data)
+    _parse_or_refuse(data.encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(replaced=st.dictionaries(_FIELD_NAMES, _JSON, max_size=4))
+def test_an_object_with_any_json_in_its_fields_is_parsed_or_refused(
+    replaced: dict[str, str],
+) -> None:
+    data = _object_json(replaced)
+    _parse_or_refuse(data)
+    _parse_or_refuse(data.encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=_VALUES, replaced=st.dictionaries(st.one_of(_FIELD_NAMES, _KEYS), _VALUES, max_size=4))
+def test_any_json_value_is_parsed_or_refused(value: object, replaced: dict[str, object]) -> None:
+    if isinstance(value, dict):
+        _parse_or_refuse(value)
+    _parse_or_refuse({**_FIELDS, **replaced})
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(max_size=2000), position=st.integers(min_value=0))
+def test_any_bytes_are_parsed_or_refused(data: bytes, position: int) -> None:
+    _parse_or_refuse(data)
+    wire = sign(doc(_KEY), _KEY).to_bytes()
+    at = position % len(wire)
+    _parse_or_refuse(wire[:at] + data + wire[at:])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"created_at":' + b"9" * 5000 + b"}",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":1e999999}',
+        b'{"title":"\\ud800"}',
+        b"\xed\xa0\x80",  # a surrogate encoded as UTF-8: not UTF-8
+    ],
+    ids=["huge-int", "deep", "huge-float", "lone-surrogate", "utf8-surrogate"],
+)
+def test_hostile_json_is_invalid_not_a_crash(data: bytes) -> None:
+    with pytest.raises(InvalidObject):
+        parse(data, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"created_at": 10**5000},
+        {"kind": 10**5000},
+        {10**5000: 1},
+        {None: 1},
+        {"tags": [10**5000]},
+        {"media_type": 10**5000},
+        {"title": "\ud800"},
+        {"tags": [[[[[[]]]]]]},
+    ],
+    ids=["created_at", "kind", "key", "none-key", "tag", "media_type", "surrogate", "nested"],
+)
+def test_hostile_values_from_an_api_are_invalid_not_a_crash(changes: dict[Any, Any]) -> None:
+    with pytest.raises(InvalidObject):
+        parse({**_FIELDS, **changes}, now=NOW)
+
+
+def test_import_refuses_hostile_lines_and_keeps_the_rest(home: Commons, alice: Identity) -> None:
+    good = sign(doc(alice, title="Kept"), alice).to_bytes()
+    hostile = [
+        _object_json({"created_at": "9" * 5000}).encode(),
+        b'{"created_at":' + b"9" * 5000 + b"}",
+        b"[" * 100_000 + b"]" * 100_000,
+        _object_json({"title": "1e999999"}).encode(),
+        _object_json({"title": '"\\ud800"'}).encode(),
+        b"\xff\xfe not utf-8",
+    ]
+    report = home.import_lines(enumerate([*hostile, good], start=1), origin="test")
+    assert [number for number, _ in report.refused] == list(range(1, len(hostile) + 1))
+    assert "5000 digits" in report.refused[0][1]
+    assert report.accepted == 1

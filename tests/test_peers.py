@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from commons.identity import Identity
-from commons.objects import PeerRecord, sign
-from commons.store import ObjectStore
-from sync.peers import (
+from commons.model.identity import Identity
+from commons.model.objects import PeerRecord, sign
+from commons.storage.store import ObjectStore
+from sync.gossip.peers import (
     BACKOFF_CAP,
     PeerTable,
     PeerUrlError,
@@ -37,13 +37,18 @@ def record(who: Identity, *addresses: str, at: int = NOW, mirror: bool = False) 
         ("a.example:7400", "http://a.example:7400"),
         ("https://a.example", "https://a.example:443"),
         ("http://[::1]:7400", "http://[::1]:7400"),
+        ("10.0.0.5:7400", "http://10.0.0.5:7400"),
+        (" https://mirror.example/ ", "https://mirror.example:443"),
     ],
 )
 def test_urls_have_one_spelling(given: str, expected: str) -> None:
     assert normalise_url(given) == expected
 
 
-@pytest.mark.parametrize("bad", ["ftp://x:1", "http://", "http://x:99999", "http://x:1/path"])
+@pytest.mark.parametrize(
+    "bad",
+    ["ftp://x:1", "http://", "http://x:99999", "http://x:1/path", "", "http://:7400", "host:port"],
+)
 def test_bad_urls_are_refused(bad: str) -> None:
     with pytest.raises(PeerUrlError):
         normalise_url(bad)

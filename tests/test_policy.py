@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from commons.identity import Identity
-from commons.objects import MAX_OBJECT_BYTES, Document, Profile, Retraction, SignedObject, sign
-from sync.policy import Declined, Policy, PolicyError, RateLimit, RateLimiter
+from commons.model.identity import Identity
+from commons.model.objects import (
+    MAX_OBJECT_BYTES,
+    Document,
+    Profile,
+    Retraction,
+    SignedObject,
+    sign,
+)
+from sync.gossip.policy import Declined, Policy, PolicyError, RateLimit, RateLimiter
 
 NOW = 1_800_000_000
 
@@ -119,7 +126,7 @@ def test_a_request_larger_than_the_bucket_passes_when_it_is_full() -> None:
 
 
 def test_declined_ids_are_remembered_per_policy(tmp_path: Path) -> None:
-    from commons.store import ObjectStore
+    from commons.storage.store import ObjectStore
 
     store = ObjectStore(tmp_path / "db")
     narrow = Policy.from_json({"accept": {"tags": ["maths"]}})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from commons.identity import Identity
-from commons.index import Filters, Scored
-from commons.objects import Document, sign
-from commons.retrieval import Retriever, rrf
+from commons.model.identity import Identity
+from commons.model.objects import Document, sign
+from commons.search.lexical import Filters, Scored
+from commons.search.retrieval import Retriever, rrf
 from commons.service import Commons
 
 NOW = 1_800_000_000

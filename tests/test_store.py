@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from commons.errors import AmbiguousId, InvalidObject, NotFound, StoreError, Withdrawn
-from commons.identity import Identity
-from commons.objects import Document, Profile, Retraction, SignedObject, sign
-from commons.store import Added, ObjectStore, PutResult, Removed
+from commons.model.errors import AmbiguousId, InvalidObject, NotFound, StoreError, Withdrawn
+from commons.model.identity import Identity
+from commons.model.objects import Document, Profile, Retraction, SignedObject, sign
+from commons.storage.store import Added, ObjectStore, PutResult, Removed
 
 NOW = 1_800_000_000
 
@@ -159,13 +159,77 @@ def test_replaces_gives_the_newest_version_by_the_same_author(
     v3 = make_doc(alice, "v3", at=NOW, replaces=v2.id)
     for obj in (v1, v2, v3):
         store.put(obj, now=NOW)
-    assert store.latest(v1.id) == v3.id
     assert [s.obj.id for s in store.objects(kind="document")] == [v3.id]
     assert len(store.objects(kind="document", heads_only=False)) == 3
     hijack = make_doc(bob, "bob's", replaces=v3.id)
     with pytest.raises(InvalidObject, match="same author"):
         store.put(hijack, now=NOW)
-    assert store.latest(v1.id) == v3.id
+    assert [s.obj.id for s in store.objects(kind="document")] == [v3.id]
+
+
+def heads(store: ObjectStore) -> list[bytes]:
+    """The newest-version rule as both of its readers see it; they must agree."""
+    listed = [s.obj.id for s in store.objects(kind="document")]
+    viewed = [bytes(r[0]) for r in store.query(
+        "SELECT id FROM heads WHERE kind = 'document' ORDER BY created_at, id"
+    )]
+    assert listed == viewed
+    return listed
+
+
+def test_the_newest_version_rule(store: ObjectStore, alice: Identity, bob: Identity) -> None:
+    v1 = make_doc(alice, "v1", at=NOW - 10)
+    v2 = make_doc(alice, "v2", at=NOW - 5, replaces=v1.id)
+    # The newer version may arrive first: the older one is hidden when it comes.
+    store.put(v2, now=NOW)
+    assert heads(store) == [v2.id]
+    store.put(v1, now=NOW)
+    assert heads(store) == [v2.id]
+    # Retracting the newer version brings the older one back.
+    store.put(sign(Retraction(author=alice.public_key, created_at=NOW, target=v2.id), alice),
+              now=NOW)
+    assert heads(store) == [v1.id]
+    # Another author cannot hide a document by claiming to replace it before it arrives.
+    original = make_doc(alice, "original", at=NOW - 20)
+    claim = make_doc(bob, "claim", at=NOW - 1, replaces=original.id)
+    store.put(claim, now=NOW)
+    store.put(original, now=NOW)
+    assert heads(store) == [original.id, v1.id, claim.id]
+
+
+def test_raw_objects_and_sizes_are_oldest_first_and_skip_unknown_ids(
+    store: ObjectStore, alice: Identity
+) -> None:
+    objs = [make_doc(alice, f"d{i}", at=NOW - i) for i in range(600)]  # over one SQL batch
+    for obj in objs:
+        store.put(obj, now=NOW)
+    asked = [o.id for o in objs] + [bytes(32)]
+    expected = [o.id for o in sorted(objs, key=lambda o: (o.created_at, o.id))]
+    raw = store.raw_objects(asked)
+    assert [oid for oid, _ in raw] == expected
+    assert all(store.get(oid).to_bytes() == data for oid, data in raw)
+    assert store.sizes(asked) == [(oid, len(data)) for oid, data in raw]
+    assert store.raw_objects([bytes(32)]) == [] and store.sizes([]) == []
+
+
+def test_authors_counts_and_kind_filters(
+    store: ObjectStore, alice: Identity, bob: Identity
+) -> None:
+    a = make_doc(alice, "same", at=NOW - 1)
+    b = make_doc(bob, "same")
+    store.put(a, now=NOW)
+    store.put(b, now=NOW)
+    store.put(make_doc(alice, "other"), now=NOW)
+    store.put(sign(Profile(author=bob.public_key, created_at=NOW, name="bob"), bob), now=NOW)
+    assert store.authors() == {alice.public_key, bob.public_key}
+    assert store.count_by_kind() == {"document": 3, "profile": 1}
+    assert [oid for _, oid in store.items(kind="profile")] == [
+        s.obj.id for s in store.objects(kind="profile")
+    ]
+    assert len(store.items(kind="document")) == 3
+    assert [s.obj.id for s in store.objects(title="same")] == [a.id, b.id]
+    assert [s.obj.id for s in store.objects(title="same", author=bob.public_key)] == [b.id]
+    assert store.objects(title="Same") == []
 
 
 def test_filters_by_author_and_tag(store: ObjectStore, alice: Identity, bob: Identity) -> None:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync.errors import LocalProtocolError, RemoteProtocolError
-from sync.messages import (
+from sync.protocol.errors import LocalProtocolError, RemoteProtocolError
+from sync.protocol.messages import (
     MAX_IDS,
     MAX_LINE_BYTES,
     FetchRequest,

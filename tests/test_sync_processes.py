@@ -20,12 +20,12 @@ import pytest
 from aiohttp import web
 from sync_support import Peer, add_file, cli, now, peers_in, wait_for
 
-from commons.home import HomePaths
-from commons.identity import Identity
-from commons.objects import Document, SignedObject, sign
+from commons.model.identity import Identity
+from commons.model.objects import Document, SignedObject, sign
 from commons.service import Commons
-from commons.store import ObjectStore
-from sync.negentropy import Reconciler, SortedItems
+from commons.storage.home import HomePaths
+from commons.storage.store import ObjectStore
+from sync.protocol.negentropy import Reconciler, SortedItems
 
 pytestmark = pytest.mark.slow
 
@@ -217,7 +217,7 @@ def test_peers_commands_and_a_one_off_sync_without_a_node(
     states = {p["url"]: p["state"] for p in json.loads(cli(c.home, "peers", "ls", "--json"))}
     assert states == {"http://127.0.0.1:9": "removed", a.url: "active"}
     # Asking a node to sync with itself is refused with a reason.
-    own = subprocess.run([sys.executable, "-m", "commons", "--home", str(a.home), "sync", a.url],
+    own = subprocess.run([sys.executable, "-m", "tui", "--home", str(a.home), "sync", a.url],
                          capture_output=True, text=True, timeout=60)
     assert own.returncode == 1 and "this node itself" in own.stderr
 
@@ -229,7 +229,7 @@ def test_a_mirror_with_a_bad_policy_stops_with_the_reason(tmp_path: Path) -> Non
     policy = tmp_path / "policy.json"
     policy.write_text('{"accept": {"tags": ["maths"]}, "rate_limit": "60/minute"}')
     result = subprocess.run(
-        [sys.executable, "-m", "commons", "--home", str(home), "mirror", "--listen",
+        [sys.executable, "-m", "tui", "--home", str(home), "mirror", "--listen",
          "127.0.0.1:0", "--policy", str(policy)], capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from textual.widgets import (
     DataTable,
     DirectoryTree,
@@ -49,6 +50,7 @@ def status(screen: LibraryScreen) -> str:
     return str(screen.query_one("#status", Static).render())
 
 
+@pytest.mark.slow
 async def test_browse_filter_and_open_a_document(backend: Backend) -> None:
     app = CommonsApp(backend, start_node=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -110,6 +112,7 @@ async def test_a_document_that_does_not_verify_gets_a_red_badge(
         assert "1 do NOT verify" in status(library)
 
 
+@pytest.mark.slow
 async def test_contribute_a_file_and_find_it_in_the_library(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -174,6 +177,7 @@ async def test_contribute_reports_what_to_do_on_errors(backend: Backend, tmp_pat
         assert str(app.screen.query_one("#step", Static).render()) == "not published"
 
 
+@pytest.mark.slow
 async def test_paste_text_then_retract_it_from_identity(backend: Backend, commons: Commons) -> None:
     clock = commons.clock
     assert isinstance(clock, Clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from textual.containers import VerticalScroll
 from textual.pilot import Pilot
 from textual.widgets import Input, Markdown, OptionList
@@ -27,6 +28,7 @@ async def ask(pilot: Pilot[Any], app: CommonsApp, question: str) -> AskScreen:
     return screen
 
 
+@pytest.mark.slow
 async def test_ask_a_seed_question_and_open_a_citation(backend: Backend) -> None:
     app = CommonsApp(backend, start_node=False)
     async with app.run_test(size=(80, 24)) as pilot:

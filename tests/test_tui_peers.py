@@ -15,10 +15,10 @@ import pytest
 from textual.widgets import DataTable, Input, RichLog
 from tui_support import RIVER_BODY, make_backend, make_home, settle, title_of
 
-from commons.home import HomePaths
 from commons.service import Commons
-from commons.store import Stored
-from sync.node import Node
+from commons.storage.home import HomePaths
+from commons.storage.store import Stored
+from sync.http.node import Node
 from tui.app import CommonsApp
 from tui.components.library import LibraryScreen
 from tui.components.peers import PeersScreen
@@ -45,7 +45,7 @@ def river(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "COMMONS_EMBEDDER": "fake"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "commons", "--home", str(root), "serve",
+        [sys.executable, "-m", "tui", "--home", str(root), "serve",
          "--listen", f"127.0.0.1:{port}"],
         env=env,
         stdout=subprocess.PIPE,

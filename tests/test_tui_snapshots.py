@@ -6,6 +6,7 @@ Update after a deliberate change of the UI with
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 from tui_support import make_backend, make_home, settle
 
-from commons.home import default_home
+from commons.settings import default_home
 from tui.app import CommonsApp
 from tui.backend import Backend
 
@@ -34,7 +35,7 @@ Write the plant, the place and the year on every envelope."""
 @pytest.fixture
 def backend() -> Iterator[Backend]:
     # The default home (under the test's own XDG_DATA_HOME) shows as ~/… on screen.
-    commons = make_home(default_home())
+    commons = make_home(default_home(None, os.environ))
     yield make_backend(commons)
     commons.close()
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from tui_support import make_home
 
-from commons.home import HomePaths
 from commons.service import Commons
+from commons.storage.home import HomePaths
 
 pytestmark = [
     pytest.mark.slow,
@@ -81,7 +81,7 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
 def test_the_real_app_in_a_terminal(tmp_path: Path, terminal: Terminal) -> None:
     home = tmp_path / "home"
     make_home(home).close()
-    terminal.start([sys.executable, "-m", "commons", "--home", str(home), "--offline"])
+    terminal.start([sys.executable, "-m", "tui", "--home", str(home), "--offline"])
 
     screen = terminal.wait_for("14 of 14 documents")
     assert "F2 Library" in screen and "Welcome to the commons" in screen

@@ -10,16 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from embedders import embedder_for_tests
 from textual.app import App
 from textual.pilot import Pilot
 
 from commons import seeds
 from commons.api import LocalApi
-from commons.home import HomePaths
-from commons.identity import Identity
-from commons.objects import Document, Profile, sign
+from commons.model.identity import Identity
+from commons.model.objects import Document, Profile, sign
+from commons.search.vectors import memory_vectors
 from commons.service import Commons
-from commons.store import ObjectStore, Stored
+from commons.storage.home import HomePaths
+from commons.storage.store import ObjectStore, Stored
 from tui.backend import Backend
 
 NOW = 1_800_000_000
@@ -75,7 +77,7 @@ def make_home(
     os.chmod(root, 0o700)
     ME.save(paths.key)
     ObjectStore(paths.db).close()
-    commons = Commons(paths, clock=clock)
+    commons = Commons(paths, clock=clock, embedder=embedder_for_tests(), vectors=memory_vectors)
     commons.set_name("tester")
     commons.import_lines(seeds.bundle_lines(), origin="seed")
     commons.add_document(title=MY_TITLE, body=MY_BODY, tags=["water", "how-to"])

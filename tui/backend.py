@@ -11,51 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from commons.api import CommonsApi, LocalApi
-from commons.chunking import chunk_text
-from commons.errors import CommonsError, HomeLocked, InvalidObject
-from commons.home import HomePaths
 from commons.ingest import Extracted, extract_file, extract_text
-from commons.objects import parse, verify
+from commons.model.errors import CommonsError, HomeLocked, InvalidObject
+from commons.model.objects import parse, verify
+from commons.remote import RemoteApi
+from commons.search.chunking import chunk_text
 from commons.service import Commons
+from commons.storage.home import HomePaths
+from sync.api import RunningNode
 from tui.core import AnswerView, Badge, DocRow, PeerRow
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
-
-
-class NodeEvent(Protocol):
-    time: float
-    kind: str
-    message: str
-    peer: str | None
-
-
-class NodeLike(Protocol):
-    """The part of `sync.node.Node` the app uses (it runs in the app's event loop)."""
-
-    @property
-    def url(self) -> str: ...
-
-    def start(self) -> Awaitable[Any]: ...
-
-    def stop(self) -> Awaitable[Any]: ...
-
-    def peers(self) -> Sequence[Any]: ...
-
-    def add_peer(self, url: str) -> Awaitable[Any]: ...
-
-    def remove_peer(self, url: str) -> Any: ...
-
-    def sync_now(self) -> Awaitable[Any]: ...
-
-    def subscribe(self, callback: Callable[[Any], None]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -89,7 +63,7 @@ class Backend:
         home: Path,
         public_key: str,
         commons: Commons | None = None,
-        node: NodeLike | None = None,
+        node: RunningNode | None = None,
         remote_url: str | None = None,
         node_note: str | None = None,
     ) -> None:
@@ -100,13 +74,11 @@ class Backend:
         self.commons = commons
         self.node = node
         self.remote_url = remote_url
+        # The node that owns the home, when it is another process (peers go through it).
+        self.remote = api if isinstance(api, RemoteApi) else None
         # Why there is no node, shown on the Peers screen instead of a table.
         self.node_note = node_note
         self._closers: list[Callable[[], None]] = []
-
-    @property
-    def local(self) -> bool:
-        return self.commons is not None
 
     def close(self) -> None:
         for closer in reversed(self._closers):
@@ -178,13 +150,8 @@ class Backend:
     # -- asking ---------------------------------------------------------------
 
     def ask(self, question: str, *, k: int = 8) -> AnswerView:
-        ask = getattr(self.api, "ask", None)
-        if ask is None:
-            raise CommonsError(
-                "this build cannot answer questions yet (no retrieval index); browse the"
-                " Library instead"
-            )
-        return AnswerView.from_json(question, ask(question=question, k=k, authors=[], tags=[]))
+        result = self.api.ask(question=question, k=k, authors=[], tags=[])
+        return AnswerView.from_json(question, result)
 
     # -- contributing ---------------------------------------------------------
 
@@ -233,56 +200,54 @@ class Backend:
     @property
     def has_peers(self) -> bool:
         """Whether any node (ours or the owner of the home) can show and change peers."""
-        return self.node is not None or hasattr(self.api, "peers")
+        return self.node is not None or self.remote is not None
 
     async def peers(self) -> list[PeerRow]:
         if self.node is not None:
             return [PeerRow.from_info(p) for p in self.node.peers()]
-        remote = getattr(self.api, "peers", None)
-        if remote is None:
+        if self.remote is None:
             return []
-        return [PeerRow.from_info(p) for p in await asyncio.to_thread(remote)]
+        return [PeerRow.from_info(p) for p in await asyncio.to_thread(self.remote.peers)]
 
     async def add_peer(self, url: str) -> None:
         if self.node is not None:
             await self.node.add_peer(url)
         else:
-            await asyncio.to_thread(lambda: self._remote("add_peer")(url=url))
+            await asyncio.to_thread(self._remote().add_peer, url)
 
     async def remove_peer(self, url: str) -> None:
         if self.node is not None:
             self.node.remove_peer(url)
         else:
-            await asyncio.to_thread(lambda: self._remote("remove_peer")(url=url))
+            await asyncio.to_thread(self._remote().remove_peer, url)
 
     async def sync_now(self) -> Any:
         """One gossip round now; returns what sync_now reports (one result per peer)."""
         if self.node is not None:
             return await self.node.sync_now()
-        return await asyncio.to_thread(self._remote("sync_now"))
+        return await asyncio.to_thread(self._remote().sync_now)
 
-    def _remote(self, method: str) -> Callable[..., Any]:
-        fn = getattr(self.api, method, None)
-        if fn is None:
+    def _remote(self) -> RemoteApi:
+        if self.remote is None:
             raise CommonsError("no node is running here; start the app without --offline")
-        return fn
+        return self.remote
 
 def open_backend(
     paths: HomePaths,
     *,
     clock: Clock,
-    make_node: Callable[[Commons], NodeLike] | None = None,
+    open_home: Callable[[], Commons],
+    make_node: Callable[[Commons], RunningNode] | None = None,
     node_note: str | None = None,
 ) -> Backend:
-    """Own the home (creating a seeded one if there is none), or use the node that owns it."""
+    """Own the home (`open_home` creates a seeded one if there is none), or use the node
+    that owns it."""
     try:
-        commons = Commons.init(paths, clock=clock)
+        commons = open_home()
     except HomeLocked:
         info = paths.node_info()
         if info is None:
             raise
-        from commons.remote import RemoteApi
-
         api = RemoteApi.from_node_info(info)
         who = api.whoami()
         return Backend(

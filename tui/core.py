@@ -19,25 +19,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ABSTAIN_TEXT = "nothing in the commons answers this"
+from commons.answers.extractive import ABSTAIN_TEXT
+from commons.display import author_label, fmt_date, short_id, short_key
+
 SCREENS = ("library", "ask", "contribute", "peers", "identity")
 
 
 # -- small formatters ---------------------------------------------------------
-
-
-def short_key(key_hex: str) -> str:
-    return key_hex[:8]
-
-
-def short_id(id_hex: str) -> str:
-    return id_hex[:12]
-
-
-def fmt_date(ts: int | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
 
 
 def fmt_time(ts: float | None) -> str:
@@ -167,10 +155,6 @@ class DocRow:
         return author_label(self.author, self.author_name)
 
 
-def author_label(author: str, name: str | None) -> str:
-    return f"{name or '?'} {short_key(author)}"
-
-
 @dataclass(frozen=True)
 class LibraryFilter:
     """What the Library shows: free words plus an author and a tag."""
@@ -265,7 +249,7 @@ def library_columns(total_width: int) -> list[Column]:
 
 def author_cell(author: str, name: str | None, width: int) -> str:
     """Display name and short key in `width` cells; the key is never cut."""
-    key = author[:8] if width >= 20 else author[:6]
+    key = short_key(author) if width >= 20 else author[:6]
     return f"{clip(name or '?', max(width - len(key) - 1, 1))} {key}"
 
 
@@ -460,10 +444,7 @@ class AnswerView:
     @property
     def text(self) -> str:
         if self.abstained:
-            return (
-                f"**{ABSTAIN_TEXT}.**\n\nTry other words, fewer filters, or add a document"
-                " that covers it (F4 Contribute)."
-            )
+            return f"**{ABSTAIN_TEXT}**\n\nOr add a document that covers it (F4 Contribute)."
         return self.answer
 
 
@@ -596,23 +577,6 @@ def fmt_health(health: float | None, failures: int = 0) -> str:
     word = "good" if health >= 0.7 else "poor" if health >= 0.3 else "bad"
     extra = f", {failures} failed" if failures else ""
     return f"{word} {health:.0%}{extra}"
-
-
-def normalise_peer_url(text: str) -> str:
-    """'host:port' or a URL → 'http://host:port'. Raises ValueError with what is wrong."""
-    text = text.strip().rstrip("/")
-    if not text:
-        raise ValueError("type a peer address, for example http://192.168.1.20:7400")
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not a peer address; use http://HOST:PORT")
-    try:
-        parts.port  # noqa: B018  (raises on a bad port)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} has a bad port number") from exc
-    return text
 
 
 # -- help ---------------------------------------------------------------------

@@ -4,42 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from commons.home import HomePaths, default_home
-from commons.service import Commons
-from tui.backend import NodeLike, open_backend
+if TYPE_CHECKING:
+    from tui.root import Root
 
 log = logging.getLogger(__name__)
 
 LOG_FILE = "tui.log"
-
-
-def now() -> int:
-    return int(time.time())
-
-
-def node_factory(
-    listen: str, peers: list[str]
-) -> tuple[Callable[[Commons], NodeLike] | None, str | None]:
-    """How to build the node the app runs, or why there is none."""
-    try:
-        import random
-
-        from sync.node import Node
-    except ImportError as exc:
-        return None, f"this build has no gossip node ({exc.name} is missing)"
-
-    def make(commons: Commons) -> NodeLike:
-        node: NodeLike = Node(
-            commons, listen=listen, peers=peers, rng=random.Random(), clock=now
-        )
-        return node
-
-    return make, None
 
 
 @contextmanager
@@ -58,17 +33,15 @@ def log_to_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def main_command(args: argparse.Namespace) -> int:
+def main_command(args: argparse.Namespace, root: Root) -> int:
     from tui.app import CommonsApp  # textual loads only when the app opens
 
-    paths = HomePaths(default_home(args.home))
-    make_node: Callable[[Commons], NodeLike] | None = None
-    note: str | None = "the app was started with --offline"
-    if not getattr(args, "offline", False):
-        listen = getattr(args, "app_listen", None) or "127.0.0.1:0"
-        make_node, note = node_factory(listen, list(getattr(args, "app_peers", None) or []))
-    with log_to_file(paths.root / LOG_FILE):
-        backend = open_backend(paths, clock=now, make_node=make_node, node_note=note)
+    with log_to_file(root.paths.root / LOG_FILE):
+        backend = root.backend(
+            offline=bool(getattr(args, "offline", False)),
+            listen=getattr(args, "app_listen", None) or "127.0.0.1:0",
+            peers=list(getattr(args, "app_peers", None) or []),
+        )
         try:
             CommonsApp(backend, warm_index=True).run()
         finally:

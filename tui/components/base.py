@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from textual.message import Message
 from textual.screen import Screen
 
-from commons.errors import CommonsError
+from commons.model.errors import CommonsError
 from tui.backend import Backend
 
 log = logging.getLogger(__name__)

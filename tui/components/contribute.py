@@ -16,8 +16,8 @@ from textual.suggester import Suggester
 from textual.widgets import Button, Footer, Input, OptionList, ProgressBar, Static, TextArea
 from textual.widgets.option_list import Option
 
-from commons.errors import IngestError
 from commons.ingest import Extracted
+from commons.model.errors import IngestError
 from tui.backend import Backend, Published
 from tui.components.base import CommonsScreen
 from tui.components.file_picker import FilePickerScreen

@@ -11,11 +11,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Footer, Input, RichLog, Static
 
-from commons.errors import CommonsError
+from commons.model.errors import CommonsError
+from sync.gossip.peers import PeerUrlError, normalise_url
 from tui.backend import Backend
 from tui.components.base import CommonsScreen
 from tui.components.navbar import NavBar
-from tui.core import PEER_COLUMNS, PeerRow, normalise_peer_url, sync_summary
+from tui.core import PEER_COLUMNS, PeerRow, sync_summary
 
 REFRESH_SECONDS = 1.0
 
@@ -116,8 +117,8 @@ class PeersScreen(CommonsScreen):
     def add_pressed(self) -> None:
         box = self.query_one("#address", Input)
         try:
-            url = normalise_peer_url(box.value)
-        except ValueError as exc:
+            url = normalise_url(box.value)
+        except PeerUrlError as exc:
             self.notify(str(exc), title="Cannot add that peer", severity="warning")
             return
         box.value = ""

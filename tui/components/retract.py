@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
-from commons.errors import CommonsError
+from commons.model.errors import CommonsError
 from tui.backend import Backend
 from tui.core import DocRow, short_id
 

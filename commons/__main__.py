@@ -1,5 +1,0 @@
-import sys
-
-from commons.cli import main
-
-sys.exit(main())

@@ -1,0 +1,82 @@
+"""A question, answered from a home: retrieve passages, attach provenance, answer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from commons.answers.extractive import Answer, Generator, Source, answer_question
+from commons.model.errors import CommonsError
+from commons.model.objects import Document, normalise_text
+from commons.search.lexical import Filters
+from commons.search.retrieval import Hit, Retriever
+
+if TYPE_CHECKING:
+    from commons.service import Commons
+
+MAX_QUESTION_CHARS = 2000
+PASSAGES_PER_DOCUMENT = 2  # a document's second-best passage often holds the rest of the answer
+
+
+def ask(
+    commons: Commons,
+    question: str,
+    *,
+    k: int,
+    authors: Sequence[bytes],
+    tags: Sequence[str],
+    blocked: frozenset[bytes],
+    generator: Generator | None,
+) -> Answer:
+    question = normalise_text(" ".join(question.split()))
+    if not question:
+        raise CommonsError("ask a question, for example: commons ask \"how do I add a file?\"")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise CommonsError(f"the question is {len(question)} characters; keep it under"
+                           f" {MAX_QUESTION_CHARS}")
+    if not 1 <= k <= 50:
+        raise CommonsError("-k must be between 1 and 50")
+    index = commons.search_index()
+    index.sync(wait=False)  # pick up what arrived since; never queue behind a backlog
+    filters = Filters(
+        authors=frozenset(authors), tags=frozenset(tags), blocked=frozenset(blocked)
+    )
+    hits = Retriever(index, commons.embedder).search(question, k=k, filters=filters)
+    return answer_question(
+        question, sources(commons, hits), commons.embedder, generator=generator
+    )
+
+
+def sources(commons: Commons, hits: Sequence[Hit]) -> list[Source]:
+    """Passages with their document's title, author and origin, best first.
+
+    Passages are ordered by their own fused score, so the second passage of the
+    best document (the steps under its "how to" heading, say) can come before
+    the best passage of a weakly related sixth document.
+    """
+    names = commons.store.display_names()
+    ranked: list[tuple[float, int, Source]] = []
+    for rank, hit in enumerate(hits):
+        try:
+            stored = commons.store.get_stored(hit.doc)
+        except CommonsError:  # retracted a moment ago
+            continue
+        content = stored.obj.content
+        if not isinstance(content, Document):
+            continue
+        for i, chunk in enumerate(hit.passages[:PASSAGES_PER_DOCUMENT]):
+            source = Source(
+                doc=hit.doc,
+                title=content.title,
+                author=stored.obj.author,
+                author_name=names.get(stored.obj.author),
+                origin=stored.origin,
+                text=chunk.text,
+                start=chunk.start,
+                end=chunk.end,
+                page=chunk.page,
+                score=hit.score,
+            )
+            ranked.append((hit.passage_scores[i], rank, source))
+    ranked.sort(key=lambda t: (-t[0], t[1]))
+    return [source for _, _, source in ranked]

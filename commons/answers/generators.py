@@ -1,0 +1,185 @@
+"""Optional answer writers: an OpenAI-compatible HTTP endpoint, or a local GGUF model.
+
+Both see the question and the retrieved passages, numbered, and are told to
+cite them by number. `commons.answers.extractive.generated_answer` then checks the numbers.
+The HTTP client is urllib: the core does not depend on aiohttp.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from commons.answers.extractive import Generator, Source
+from commons.model.errors import CommonsError
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = (
+    "You answer questions from a community library, using only the numbered passages"
+    " you are given. After every sentence, cite the passages it relies on by their"
+    " numbers in square brackets, like [1] or [2][3]. Cite only numbers of passages"
+    " you were given. Do not use outside knowledge. If the passages do not answer the"
+    " question, say that the library does not answer it. Be brief."
+)
+MAX_PASSAGE_CHARS = 1500
+
+
+def build_messages(question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
+    parts = []
+    for n, s in enumerate(sources, start=1):
+        who = s.author_name or s.author.hex()[:8]
+        page = f", page {s.page}" if s.page else ""
+        parts.append(f"[{n}] {s.title} (by {who}{page})\n{s.text[:MAX_PASSAGE_CHARS]}")
+    user = "Passages:\n\n" + "\n\n".join(parts) + f"\n\nQuestion: {question}\nAnswer:"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def chat_url(url: str) -> str:
+    """The chat-completions URL for a base URL such as http://127.0.0.1:11434/v1."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise CommonsError(
+            f"--llm {url!r} is not an http(s) URL; give the server's base URL, for example"
+            " http://127.0.0.1:11434/v1"
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith("/chat/completions"):
+        return url.strip()
+    if not path:
+        path = "/v1"
+    return f"{parts.scheme}://{parts.netloc}{path}/chat/completions"
+
+
+class OpenAICompatible:
+    """Any server that speaks POST /v1/chat/completions (Ollama, llama.cpp server, vLLM)."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_tokens: int = 512,
+    ) -> None:
+        self.url = chat_url(url)
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_tokens = max_tokens
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} at {self.url}"
+
+    def generate(self, question: str, sources: Sequence[Source]) -> str:
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": build_messages(question, sources),
+                "temperature": 0,
+                "max_tokens": self.max_tokens,
+                "stream": False,
+            }
+        ).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data = json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode("utf-8", "replace").strip()
+            raise CommonsError(
+                f"the language model server at {self.url} answered {exc.code} {exc.reason}"
+                + (f": {detail}" if detail else "")
+                + "; check --model and the URL"
+            ) from exc
+        except urllib.error.URLError as exc:
+            raise CommonsError(
+                f"cannot reach the language model server at {self.url} ({exc.reason}); is it"
+                " running? Without --llm the commons answers with no model at all"
+            ) from exc
+        except TimeoutError as exc:
+            raise CommonsError(
+                f"the language model server at {self.url} did not answer within"
+                f" {self.timeout:.0f} s"
+            ) from exc
+        except ValueError as exc:
+            raise CommonsError(f"the server at {self.url} did not answer with JSON") from exc
+        return _message_text(data, self.url)
+
+
+def _message_text(data: Any, where: str) -> str:
+    try:
+        content = data["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise CommonsError(
+            f"the answer from {where} is not an OpenAI-style chat completion"
+        ) from exc
+    if not isinstance(content, str):
+        raise CommonsError(f"the answer from {where} has no text")
+    return content
+
+
+class LlamaCpp:
+    """A local GGUF model through llama-cpp-python (the `llm` extra)."""
+
+    def __init__(self, path: str, *, n_ctx: int = 4096, max_tokens: int = 512) -> None:
+        path = str(Path(path).expanduser())
+        if not Path(path).is_file():
+            raise CommonsError(f"--gguf {path}: no such model file")
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise CommonsError(
+                "--gguf needs llama-cpp-python; install it with `pip install 'commons[llm]'`"
+                " (or use --llm with a llama.cpp or Ollama server)"
+            ) from exc
+        try:
+            self._llm = Llama(model_path=path, n_ctx=n_ctx, verbose=False)
+        except (OSError, ValueError) as exc:
+            raise CommonsError(f"cannot load the GGUF model {path}: {exc}") from exc
+        self.path = path
+        self.max_tokens = max_tokens
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def generate(self, question: str, sources: Sequence[Source]) -> str:
+        result = self._llm.create_chat_completion(
+            messages=build_messages(question, sources),
+            temperature=0,
+            max_tokens=self.max_tokens,
+        )
+        return _message_text(result, self.path)
+
+
+def make_generator(
+    llm: str | None = None,
+    model: str | None = None,
+    gguf: str | None = None,
+    *,
+    api_key: str | None = None,
+) -> Generator | None:
+    """The generator the ask options name, or None for the extractive answerer."""
+    if llm and gguf:
+        raise CommonsError("give either --llm or --gguf, not both")
+    if llm:
+        if not model:
+            raise CommonsError("--llm needs --model NAME (the model the server should use)")
+        return OpenAICompatible(llm, model, api_key=api_key)
+    if model:
+        raise CommonsError("--model names a model on an --llm server; give --llm URL too")
+    if gguf:
+        return LlamaCpp(gguf)
+    return None

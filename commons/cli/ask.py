@@ -1,0 +1,149 @@
+"""Handlers of `commons ask` and `commons reindex`, and the indexing progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any
+
+from commons.api import CommonsApi, LocalApi
+from commons.cli import Context
+from commons.cli.output import item_author, print_json
+from commons.search.indexer import IndexProgress
+
+BAR_WIDTH = 24
+# Below this many passages indexing takes a second or two: no bar.
+BAR_MIN_CHUNKS = 100
+
+
+class ProgressBar:
+    """`indexing [#####-----] 120/300 passages  45.1 passages/s` on a terminal's stderr."""
+
+    def __init__(
+        self, total: int | None, *, stream: IO[str] | None = None, label: str = "indexing"
+    ) -> None:
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.label = label
+        self.chunks = 0
+        self.documents = 0
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._drawn = False
+
+    def __call__(self, progress: IndexProgress) -> None:
+        with self._lock:
+            self.chunks += progress.chunks
+            self.documents += progress.documents
+            self._draw()
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self._started
+        return self.chunks / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        rate = f"{self.rate():6.1f} passages/s"
+        if self.total:
+            done = min(self.chunks, self.total)
+            filled = int(BAR_WIDTH * done / self.total)
+            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+            return f"{self.label} [{bar}] {done}/{self.total} passages {rate}"
+        return f"{self.label} {self.chunks} passages, {self.documents} documents {rate}"
+
+    def _draw(self) -> None:
+        self.stream.write("\r" + self.line())
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._drawn:
+                self.stream.write("\n")
+                self.stream.flush()
+
+
+@contextmanager
+def indexing(api: CommonsApi, bodies: Sequence[str] | None = None) -> Iterator[None]:
+    """Around adding documents (or reindexing) on a home this process owns: index in
+    one batched pass at the end, with a progress bar on a terminal's stderr when the
+    work is big enough to wait for. Through a node, the node indexes; nothing to show.
+    """
+    if not isinstance(api, LocalApi):
+        yield
+        return
+    total = None
+    if bodies is not None:
+        from commons.search.chunking import chunk_text
+
+        total = sum(len(chunk_text(b)) for b in bodies)
+    if bodies is not None:
+        api.commons.search_index()  # catch up on older documents before counting these
+    bar = None
+    if sys.stderr.isatty() and (total is None or total >= BAR_MIN_CHUNKS):
+        bar = ProgressBar(total)
+        api.commons.set_index_progress(bar)
+    try:
+        with api.deferred_indexing():
+            yield
+    finally:
+        if bar is not None:
+            api.commons.set_index_progress(None)
+            bar.close()
+
+
+def _opening(passage: str, width: int = 72) -> str:
+    """The passage's first words, so two passages of one document can be told apart."""
+    text = " ".join(passage.split())
+    return text if len(text) <= width else text[: width - 1].rsplit(" ", 1)[0] + "…"
+
+
+def format_answer(result: dict[str, Any], width: int = 88) -> str:
+    # Never break inside a URL, a command or a key.
+    lines = textwrap.wrap(
+        result["answer"], width, break_long_words=False, break_on_hyphens=False
+    ) or [""]
+    if result["abstained"] or not result["citations"]:
+        return "\n".join(lines)
+    lines += ["", "Sources:"]
+    for c in result["citations"]:
+        page = f", p. {c['page']}" if c.get("page") else ""
+        lines.append(f"[{c['n']}] {c['title']}{page} — {item_author(c)}")
+        lines.append(f"    {c['id'][:16]}  from {c['origin']}  (signature verified when stored)")
+        lines.append(f"    “{_opening(c['passage'])}”")
+    return "\n".join(lines)
+
+
+def ask(args: argparse.Namespace, ctx: Context) -> int:
+    question = " ".join(args.question)
+    llm = ctx.settings.llm
+    with ctx.open_api() as api:
+        result = api.ask(
+            question=question,
+            k=args.k,
+            authors=list(args.authors),
+            tags=list(args.tags),
+            llm=args.llm or llm.url,
+            model=args.model or llm.model,
+            gguf=args.gguf or llm.gguf,
+            llm_key=llm.key,
+        )
+    if args.json:
+        print_json(result)
+    else:
+        print(format_answer(result))
+    return 0
+
+
+def reindex(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.open_api() as api, indexing(api):
+        result = api.reindex()
+    print(
+        f"indexed {result['documents']} documents as {result['chunks']} passages"
+        f" (vectors and words)"
+    )
+    return 0

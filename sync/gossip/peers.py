@@ -1,0 +1,402 @@
+"""The peer table: who we know, how they have behaved, whom to talk to next.
+
+Peers come from the command line (bootstrap), from `peers add` (manual), and
+from signed `peer` records, which replicate like any object: that is how peer
+exchange works, so a node that knows one neighbour soon knows the neighbour's
+neighbours. Each peer has a health score that rises with good syncs and falls
+with failures, an exponential back-off after failures, and a count of faults
+(invalid objects it served); after a few faults it is dropped.
+
+Every decision here is pure: callers pass the time and the random generator.
+The table lives in memory; `pending_rows()` hands out what changed so the
+caller can write it to SQLite off the event loop (`save_rows`).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from commons.model.errors import CommonsError
+from commons.model.objects import PeerRecord, SignedObject
+from commons.storage.store import ObjectStore, execute_script
+
+MAX_FAULTS = 3  # invalid objects served before a peer is dropped
+BACKOFF_BASE = 1.0  # seconds after the first failure
+BACKOFF_CAP = 300.0
+NEW_HEALTH = 0.5
+
+SOURCES = ("bootstrap", "manual", "record")
+STATES = ("active", "dropped", "removed")
+
+
+class PeerUrlError(CommonsError):
+    """A peer address we cannot use."""
+
+
+def normalise_url(url: str) -> str:
+    """The one spelling of a peer URL we keep: scheme://host:port, no path."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # e.g. "http://[::1": a peer's header can say anything
+        raise PeerUrlError(f"{url!r} is not a peer address: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PeerUrlError(f"{url!r} is not a peer address; give one like http://HOST:7400")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise PeerUrlError(f"{url!r} has an invalid port") from exc
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise PeerUrlError(f"{url!r}: a peer address has no path; give http://HOST:PORT")
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    port = port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """A peer as the table knows it (what `peers ls` and the TUI show)."""
+
+    url: str
+    name: str | None
+    last_seen: int | None
+    health: float
+    sent: int
+    received: int
+    failures: int  # consecutive failed attempts; 0 after a success
+    mirror: bool
+    faults: int = 0  # invalid objects served
+    state: str = "active"
+    source: str = "manual"
+    key: str | None = None  # hex public key, from its signed record
+    next_attempt: float = 0.0
+    added_at: int = 0
+    record_at: int = 0  # created_at of the record that told us of it
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def backoff_delay(failures: int, rng: random.Random) -> float:
+    """Seconds to wait after `failures` consecutive failures: doubling, capped, jittered."""
+    if failures <= 0:
+        return 0.0
+    base = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1))
+    return base * rng.uniform(0.5, 1.0)
+
+
+def _m1_peers(db: sqlite3.Connection) -> None:
+    execute_script(
+        db,
+        """
+        CREATE TABLE peers (
+            url TEXT PRIMARY KEY,
+            name TEXT,
+            key TEXT,
+            source TEXT NOT NULL,
+            state TEXT NOT NULL,
+            mirror INTEGER NOT NULL,
+            added_at INTEGER NOT NULL,
+            last_seen INTEGER,
+            health REAL NOT NULL,
+            failures INTEGER NOT NULL,
+            faults INTEGER NOT NULL,
+            sent INTEGER NOT NULL,
+            received INTEGER NOT NULL,
+            next_attempt REAL NOT NULL,
+            record_at INTEGER NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS = [_m1_peers]
+_COLUMNS = ("url", "name", "key", "source", "state", "mirror", "added_at", "last_seen", "health",
+            "failures", "faults", "sent", "received", "next_attempt", "record_at")
+
+
+def load_rows(store: ObjectStore) -> list[PeerInfo]:
+    store.migrate("peers", MIGRATIONS)
+    rows = store.query(f"SELECT {', '.join(_COLUMNS)} FROM peers")
+    return [PeerInfo(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
+
+
+def save_rows(store: ObjectStore, rows: Sequence[PeerInfo], deleted: Sequence[str] = ()) -> None:
+    """Write changed peers (blocking: call it off the event loop)."""
+    if not rows and not deleted:
+        return
+    marks = ", ".join("?" for _ in _COLUMNS)
+    with store.transaction() as db:
+        db.executemany("DELETE FROM peers WHERE url = ?", [(u,) for u in deleted])
+        db.executemany(
+            f"INSERT OR REPLACE INTO peers ({', '.join(_COLUMNS)}) VALUES ({marks})",
+            [tuple(getattr(p, c) for c in _COLUMNS) for p in rows],
+        )
+
+
+class PeerTable:
+    """Known peers and the pure decisions about them."""
+
+    def __init__(
+        self,
+        rows: Iterable[PeerInfo] = (),
+        *,
+        own_urls: Iterable[str] = (),
+        own_key: bytes | None = None,
+        max_known: int = 256,
+        max_outbound: int = 8,
+        max_faults: int = MAX_FAULTS,
+        refuse: Callable[[str], bool] | None = None,
+    ) -> None:
+        self._peers: dict[str, PeerInfo] = {p.url: p for p in rows}
+        self._refuse = refuse  # e.g. the policy's block list: never add these
+        self._own_urls = {normalise_url(u) for u in own_urls}
+        self._own_key = own_key.hex() if own_key else None
+        self.max_known = max_known
+        self.max_outbound = max_outbound
+        self.max_faults = max_faults
+        self._outbound: list[str] = []
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+
+    # -- reading --------------------------------------------------------------
+
+    def get(self, url: str) -> PeerInfo | None:
+        return self._peers.get(url)
+
+    def all(self) -> list[PeerInfo]:
+        order = {s: i for i, s in enumerate(STATES)}
+        return sorted(self._peers.values(), key=lambda p: (order[p.state], -p.health, p.url))
+
+    def active(self) -> list[PeerInfo]:
+        return [p for p in self.all() if p.state == "active"]
+
+    def eligible(self, now: float) -> list[PeerInfo]:
+        """Active peers whose back-off has run out."""
+        return [p for p in self.active() if p.next_attempt <= now]
+
+    def is_own(self, url: str) -> bool:
+        return url in self._own_urls
+
+    def set_own_urls(self, urls: Iterable[str]) -> None:
+        self._own_urls = {normalise_url(u) for u in urls}
+        for url in list(self._peers):
+            if url in self._own_urls:
+                self._delete(url)
+
+    # -- changing -------------------------------------------------------------
+
+    def _put(self, peer: PeerInfo) -> None:
+        self._peers[peer.url] = peer
+        self._dirty.add(peer.url)
+        self._deleted.discard(peer.url)
+
+    def _delete(self, url: str) -> None:
+        if self._peers.pop(url, None) is not None:
+            self._deleted.add(url)
+        self._dirty.discard(url)
+        if url in self._outbound:
+            self._outbound.remove(url)
+
+    def add(
+        self,
+        url: str,
+        *,
+        source: str,
+        now: int,
+        name: str | None = None,
+        mirror: bool = False,
+        key: str | None = None,
+        record_at: int = 0,
+    ) -> PeerInfo | None:
+        """Learn of a peer. Returns it, or None if it is us or was dropped/removed.
+
+        A peer the user removed, or one dropped for faults, comes back only
+        when the user adds it by hand; a record or a bootstrap list cannot
+        bring it back.
+        """
+        if source not in SOURCES:
+            raise ValueError(f"unknown peer source {source!r}")
+        url = normalise_url(url)
+        if url in self._own_urls or (key is not None and key == self._own_key):
+            return None
+        if self._refuse is not None and self._refuse(url):
+            return None
+        known = self._peers.get(url)
+        if known is None:
+            peer = PeerInfo(url=url, name=name, last_seen=None, health=NEW_HEALTH, sent=0,
+                            received=0, failures=0, mirror=mirror, source=source, key=key,
+                            added_at=now, record_at=record_at)
+            self._put(peer)
+            self._prune()
+            return self._peers.get(url)
+        if known.state != "active" and source != "manual":
+            return None
+        changes: dict[str, Any] = {}
+        if source == "manual":
+            changes.update(state="active", faults=0, failures=0, next_attempt=0.0)
+            if known.source == "record":
+                changes["source"] = "manual"
+        elif source == "bootstrap" and known.source == "record":
+            changes["source"] = "bootstrap"
+        if record_at >= known.record_at and (name, mirror, key) != (None, False, None):
+            changes.update(name=name or known.name, mirror=mirror, key=key or known.key,
+                           record_at=record_at)
+        if changes:
+            self._put(replace(known, **changes))
+        return self._peers[url]
+
+    def learn(self, obj: SignedObject, now: int) -> list[PeerInfo]:
+        """Take in a signed peer record: its addresses become peers.
+
+        A newer record from the same key supersedes older ones: addresses it no
+        longer lists are forgotten (unless the user added them by hand).
+        """
+        content = obj.content
+        if not isinstance(content, PeerRecord) or obj.author.hex() == self._own_key:
+            return []
+        key = obj.author.hex()
+        newest = max((p.record_at for p in self._peers.values() if p.key == key), default=-1)
+        if obj.created_at < newest:
+            return []
+        learnt = []
+        addresses = set()
+        for address in content.addresses:
+            try:
+                addresses.add(normalise_url(address))
+            except PeerUrlError:
+                continue
+            peer = self.add(address, source="record", now=now, name=content.name,
+                            mirror=content.mirror, key=key, record_at=obj.created_at)
+            if peer is not None:
+                learnt.append(peer)
+        for peer in list(self._peers.values()):
+            if peer.key == key and peer.url not in addresses and peer.source == "record":
+                self._delete(peer.url)
+        return learnt
+
+    def remove(self, url: str) -> bool:
+        """The user removed a peer; remember that so records do not bring it back."""
+        url = normalise_url(url)
+        peer = self._peers.get(url)
+        if peer is None or peer.state == "removed":
+            return False
+        self._put(replace(peer, state="removed"))
+        if url in self._outbound:
+            self._outbound.remove(url)
+        return True
+
+    def success(self, url: str, now: int, *, sent: int = 0, received: int = 0) -> None:
+        peer = self._peers.get(url)
+        if peer is None:
+            return
+        self._put(replace(peer, last_seen=now, failures=0, next_attempt=0.0,
+                          health=round(peer.health * 0.7 + 0.3, 4), sent=peer.sent + sent,
+                          received=peer.received + received))
+
+    def failure(self, url: str, now: int, rng: random.Random) -> float:
+        """A peer could not be reached or refused us; returns the back-off in seconds."""
+        peer = self._peers.get(url)
+        if peer is None:
+            return 0.0
+        failures = peer.failures + 1
+        delay = backoff_delay(failures, rng)
+        self._put(replace(peer, failures=failures, next_attempt=now + delay,
+                          health=round(peer.health * 0.7, 4)))
+        return delay
+
+    def fault(self, url: str, now: int) -> bool:
+        """A peer served an invalid object. Returns True if it is now dropped."""
+        peer = self._peers.get(url)
+        if peer is None:
+            return False
+        faults = peer.faults + 1
+        dropped = faults >= self.max_faults
+        self._put(replace(peer, faults=faults, health=round(peer.health * 0.4, 4),
+                          state="dropped" if dropped else peer.state))
+        if dropped and url in self._outbound:
+            self._outbound.remove(url)
+        return dropped
+
+    def count_sent(self, url: str, sent: int) -> None:
+        peer = self._peers.get(url)
+        if peer is not None and sent:
+            self._put(replace(peer, sent=peer.sent + sent))
+
+    def count_received(self, url: str, received: int) -> None:
+        peer = self._peers.get(url)
+        if peer is not None and received:
+            self._put(replace(peer, received=peer.received + received))
+
+    def _prune(self) -> None:
+        """Keep at most max_known peers learnt from records; forget the least healthy."""
+        learnt = [p for p in self._peers.values() if p.source == "record"]
+        excess = len(self._peers) - self.max_known
+        if excess <= 0:
+            return
+        learnt.sort(key=lambda p: (p.state == "active", p.health, p.last_seen or 0))
+        for peer in learnt[:excess]:
+            self._delete(peer.url)
+
+    # -- choosing -------------------------------------------------------------
+
+    def outbound(self, now: float, rng: random.Random) -> list[str]:
+        """The bounded set of peers we gossip with, refilled as members fail.
+
+        Members that are dropped, removed, or have failed several times in a
+        row give up their slot; free slots go first to peers the user named
+        and to mirrors, then to others at random, weighted by health.
+        """
+        keep = []
+        for url in self._outbound:
+            peer = self._peers.get(url)
+            if peer is not None and peer.state == "active" and peer.failures < 3:
+                keep.append(url)
+        self._outbound = keep
+        free = self.max_outbound - len(keep)
+        if free > 0:
+            candidates = [p for p in self.eligible(now) if p.url not in keep]
+            preferred = [p for p in candidates if p.source != "record" or p.mirror]
+            others = [p for p in candidates if p.source == "record" and not p.mirror]
+            rng.shuffle(preferred)
+            chosen = preferred[:free]
+            chosen += weighted_sample(others, free - len(chosen), rng)
+            self._outbound.extend(p.url for p in chosen)
+        return list(self._outbound)
+
+    def choose(self, now: float, rng: random.Random, k: int, exclude: Iterable[str] = ()) -> list[
+        PeerInfo
+    ]:
+        """Up to k outbound peers to contact now, weighted by health."""
+        skip = set(exclude)
+        members = [self._peers[u] for u in self.outbound(now, rng)]
+        candidates = [p for p in members if p.next_attempt <= now and p.url not in skip]
+        return weighted_sample(candidates, k, rng)
+
+    # -- persistence ----------------------------------------------------------
+
+    def pending_rows(self) -> tuple[list[PeerInfo], list[str]]:
+        """Changed and deleted rows since the last call, for `save_rows`."""
+        rows = [self._peers[u] for u in sorted(self._dirty) if u in self._peers]
+        deleted = sorted(self._deleted)
+        self._dirty.clear()
+        self._deleted.clear()
+        return rows, deleted
+
+
+def weighted_sample(peers: Sequence[PeerInfo], k: int, rng: random.Random) -> list[PeerInfo]:
+    """k distinct peers, each drawn with weight health (+ a floor, + a bonus for mirrors)."""
+    pool = list(peers)
+    chosen: list[PeerInfo] = []
+    while pool and len(chosen) < k:
+        weights = [0.05 + p.health + (0.25 if p.mirror else 0.0) for p in pool]
+        pick = rng.choices(range(len(pool)), weights=weights)[0]
+        chosen.append(pool.pop(pick))
+    return chosen

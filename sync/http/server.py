@@ -1,0 +1,206 @@
+"""The gossip endpoints other nodes call (docs/sync.md), and GET /status.
+
+Handlers are thin: they check limits, decode one message, ask the node, and
+encode the answer. Anything malformed from the peer becomes a 4xx with a
+reason; our own failures (a `LocalProtocolError` is one) become a 5xx with a
+reason and a log line, never an answer that blames the peer.
+
+The handlers know the node only as a `GossipService`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from sync.gossip.intake import Intake
+from sync.gossip.peers import PeerUrlError, normalise_url
+from sync.gossip.session import PeerLimits
+from sync.protocol.errors import LocalProtocolError, RemoteProtocolError
+from sync.protocol.messages import (
+    LINES_TYPE,
+    MAX_BATCH_BYTES,
+    MAX_FRAME_BYTES,
+    MAX_JSON_BYTES,
+    MAX_PUSH_BYTES,
+    PEER_HEADER,
+    RECONCILE_TYPE,
+    FetchRequest,
+    Offer,
+    OfferReply,
+    PushReply,
+    split_lines,
+)
+from sync.protocol.negentropy import Reconciler, SortedItems
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class GossipService(Protocol):
+    """What the gossip endpoints need from a node."""
+
+    @property
+    def limits(self) -> PeerLimits:
+        """Which addresses to serve, and how much."""
+        ...
+
+    def now(self) -> int: ...
+
+    async def sorted_items(self) -> SortedItems:
+        """Our (created_at, id) set, for a reconciliation."""
+        ...
+
+    async def read_objects(self, ids: Sequence[bytes]) -> list[bytes]:
+        """The canonical bytes of the stored objects among `ids`, oldest first."""
+        ...
+
+    async def wanted(self, ids: Sequence[bytes]) -> list[bytes]:
+        """Of `ids`, those we lack and did not decline."""
+        ...
+
+    async def take_in(self, lines: list[bytes], *, origin: str,
+                      expected: set[bytes] | None) -> Intake:
+        """Verify, filter and store objects from a peer; one bad line never stops the rest."""
+        ...
+
+    def note_served(self, peer: str | None, count: int) -> None: ...
+
+    def note_pushed_to_us(self, origin: str, report: Intake) -> None: ...
+
+    async def status(self) -> dict[str, Any]: ...
+
+
+def build_app(service: GossipService) -> web.Application:
+    app = web.Application(client_max_size=MAX_PUSH_BYTES,
+                          middlewares=[_our_faults, _limits(service)])
+    routes = GossipRoutes(service)
+    app.router.add_post("/sync/reconcile", routes.reconcile)
+    app.router.add_post("/sync/fetch", routes.fetch)
+    app.router.add_post("/sync/offer", routes.offer)
+    app.router.add_post("/sync/push", routes.push)
+    app.router.add_get("/status", routes.status)
+    return app
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.Response(status=status, text=reason + "\n")
+
+
+@web.middleware
+async def _our_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Our own misuse of the protocol code is our bug: a 500 with a reason, and a log line."""
+    try:
+        return await handler(request)
+    except LocalProtocolError as exc:
+        log.exception("answering %s failed on our side", request.path)
+        return _error(500, f"this node failed to answer {request.path}: {exc}")
+
+
+def _limits(service: GossipService) -> Any:
+    @web.middleware
+    async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/sync/"):
+            return await handler(request)
+        remote = request.remote or "unknown"
+        if service.limits.blocks(remote):
+            return _error(403, "this node does not serve your address")
+        now = service.now()
+        wait = service.limits.admit(remote, request.content_length, now)
+        if wait:
+            return web.Response(
+                status=429,
+                text=f"rate limit: try again in {wait:.0f} seconds\n",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
+        response = await handler(request)
+        if isinstance(response, web.Response) and response.body is not None:
+            service.limits.charge(remote, len(response.body), now)  # type: ignore[arg-type]
+        return response
+
+    return limits
+
+
+async def _body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    data = await request.read()
+    if len(data) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+    return data
+
+
+class GossipRoutes:
+    def __init__(self, service: GossipService) -> None:
+        self.service = service
+
+    async def reconcile(self, request: web.Request) -> web.Response:
+        message = await _body(request, MAX_FRAME_BYTES)
+        items = await self.service.sorted_items()
+        try:
+            # The server side keeps no state between messages, so each request
+            # is answered on its own: no session to track or expire.
+            reply = Reconciler(items).respond(message)
+        except RemoteProtocolError as exc:
+            return _error(400, f"bad reconciliation message: {exc}")
+        return web.Response(body=reply, content_type=RECONCILE_TYPE)
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        try:
+            wanted_ids = FetchRequest.from_wire(await _body(request, MAX_JSON_BYTES)).ids
+        except RemoteProtocolError as exc:
+            return _error(400, str(exc))
+        lines: list[bytes] = []
+        size = 0
+        for raw in await self.service.read_objects(wanted_ids):
+            # Stop near the batch limit; the client asks again for the rest.
+            if lines and size + len(raw) > MAX_BATCH_BYTES:
+                break
+            lines.append(raw + b"\n")
+            size += len(raw) + 1
+        self.service.note_served(request.headers.get(PEER_HEADER), len(lines))
+        return web.Response(body=b"".join(lines), content_type=LINES_TYPE)
+
+    async def offer(self, request: web.Request) -> web.Response:
+        try:
+            offered = Offer.from_wire(await _body(request, MAX_JSON_BYTES)).ids
+        except RemoteProtocolError as exc:
+            return _error(400, str(exc))
+        want = await self.service.wanted(offered)
+        return web.Response(body=OfferReply(tuple(want)).to_wire(), content_type="application/json")
+
+    async def push(self, request: web.Request) -> web.Response:
+        body = await _body(request, MAX_PUSH_BYTES)
+        try:
+            lines = list(split_lines(body))
+        except RemoteProtocolError as exc:
+            return _error(400, str(exc))
+        origin = _origin(request)
+        intake = await self.service.take_in(lines, origin=origin, expected=None)
+        reply = PushReply(
+            accepted=len(intake.accepted),
+            duplicate=intake.duplicate,
+            declined=tuple(intake.declined),
+            refused=tuple(intake.refused),
+        )
+        if intake.accepted or intake.refused:
+            self.service.note_pushed_to_us(origin, intake)
+        return web.Response(body=reply.to_wire(), content_type="application/json")
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.service.status())
+
+
+def _origin(request: web.Request) -> str:
+    """Where pushed objects came from: the URL the peer gave, else its address."""
+    claimed = request.headers.get(PEER_HEADER)
+    if claimed:
+        try:
+            return normalise_url(claimed)
+        except PeerUrlError:
+            pass
+    return f"peer:{request.remote or 'unknown'}"

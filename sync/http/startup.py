@@ -1,0 +1,108 @@
+"""Where a node listens and how others find it: addresses, node.json, its peer record.
+
+The blocking functions here (node.json, the peer record) run in a worker
+thread; `serve_app` runs in the event loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from commons.model.errors import CommonsError
+from commons.model.objects import PeerRecord
+from commons.service import Commons
+from commons.storage.home import HomePaths
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT (or [IPv6]:PORT) to its parts; port 0 picks a free port."""
+    host, sep, port = listen.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise CommonsError(f"--listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:7400")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def is_unspecified(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def own_urls(host: str, port: int, advertise: Sequence[str]) -> tuple[str, set[str]]:
+    """The URL we give peers, and every URL that reaches this node (never a peer)."""
+    local_host = "127.0.0.1" if is_unspecified(host) else host
+    url = advertise[0] if advertise else http_url(local_host, port)
+    own = {url, http_url(local_host, port), http_url("127.0.0.1", port),
+           http_url("localhost", port), *advertise}
+    return url, own
+
+
+async def serve_app(app: web.Application, host: str, port: int,
+                    runners: list[web.AppRunner]) -> int:
+    """Serve `app` on host:port; returns the bound port. The runner joins `runners` at
+    once, so whoever cleans them up also cleans up after a failed bind."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    runners.append(runner)
+    await web.TCPSite(runner, host, port).start()
+    return int(runner.addresses[0][1])
+
+
+def write_node_info(paths: HomePaths, info: dict[str, Any]) -> None:
+    """node.json, readable by its owner only (it holds the local API's token)."""
+    path = paths.node
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)
+
+
+def remove_node_info(paths: HomePaths, token: str | None) -> None:
+    """Remove node.json if it is still ours (another node may have taken the home since)."""
+    info = paths.node_info()
+    if info is not None and info.get("token") == token:
+        paths.node.unlink(missing_ok=True)
+
+
+def publish_record(commons: Commons, *, addresses: list[str], name: str | None, mirror: bool,
+                   now: int, host: str, port: int) -> None:
+    """Sign a peer record with our addresses, unless the newest one already says the same."""
+    if not addresses:
+        log.warning(
+            "listening on %s without --advertise: peers cannot learn this node's address;"
+            " pass --advertise http://YOUR-ADDRESS:%d", host, port
+        )
+        return
+    me = commons.public_key
+    name = (name or commons.name_of(me) or "commons node")[:64]
+    mine = commons.store.objects(kind="peer", author=me, heads_only=False)
+    if mine:
+        last = mine[-1].obj.content
+        if isinstance(last, PeerRecord) and (
+            list(last.addresses), last.name, last.mirror
+        ) == (addresses, name, mirror):
+            return
+    commons.publish(PeerRecord(author=me, created_at=now, addresses=tuple(addresses), name=name,
+                               mirror=mirror))

@@ -1,0 +1,88 @@
+"""The `commons` command: the top of the stack, where the three layers meet.
+
+Each layer registers its own commands (`commons.cli`, `sync.cli`); this module
+adds the app's options, reads the settings once and hands every handler the
+composition root (`tui.root.Root`). Handlers are imported only when their
+command runs, so `commons ls` does not load the embedding model or textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import commons.cli
+import sync.cli
+from commons.model.errors import CommonsError
+from commons.settings import Settings
+from tui.root import Root
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="commons",
+        description="A knowledge commons that no one owns. With no command, opens the app.",
+    )
+    parser.add_argument(
+        "--home",
+        metavar="DIR",
+        help="the commons home (default: $COMMONS_HOME, else ~/.local/share/commons)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
+    # The app's own options (no command): the node it runs while it is open.
+    parser.add_argument(
+        "--listen",
+        dest="app_listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="where the app's node listens (default: a free port on 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--peer",
+        dest="app_peers",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a peer for the app's node (repeatable)",
+    )
+    parser.add_argument("--offline", action="store_true", help="open the app without a node")
+    parser.set_defaults(handler="tui.run:main_command")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commons.cli.register(sub)
+    sync.cli.register(sub)
+    return parser
+
+
+def resolve_handler(spec: str) -> Callable[[argparse.Namespace, Any], int]:
+    module_name, _, function = spec.partition(":")
+    module = importlib.import_module(module_name)
+    handler: Callable[[argparse.Namespace, Any], int] = getattr(module, function)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.load(vars(args), os.environ)
+        return resolve_handler(args.handler)(args, Root(settings))
+    except CommonsError as exc:
+        print(f"commons: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("commons: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
