@@ -13,14 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sync.protocol.errors import LocalProtocolError, RemoteProtocolError
-from sync.protocol.negentropy import (
+from sync.protocol.negentropy import Reconciler, SortedItems
+from sync.protocol.wire import (
     INFINITY,
     Bound,
     FingerprintRange,
     IdListRange,
-    Reconciler,
     SkipRange,
-    SortedItems,
     decode_message,
     encode_message,
     encode_varint,

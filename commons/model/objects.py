@@ -9,8 +9,6 @@ and `sig`, restricted to strings, integers, booleans, lists and objects;
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -20,11 +18,16 @@ from typing import Any, ClassVar, Protocol
 import nacl.exceptions
 import nacl.signing
 
+from commons.model.canonical import (
+    MAX_INT,
+    MAX_OBJECT_BYTES,
+    canonical_json,
+    decode_json,
+    object_id,
+)
 from commons.model.errors import InvalidObject
 
-MAX_OBJECT_BYTES = 1024 * 1024
 MAX_FUTURE_SECONDS = 15 * 60
-MAX_INT = 2**53 - 1
 ID_BYTES = 32
 KEY_BYTES = 32
 SIG_BYTES = 64
@@ -37,24 +40,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # The body may hold line structure and page breaks (form feed), nothing else.
 _BODY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _TAG = re.compile(r"\A[^\sA-Z\x00-\x1f\x7f-\x9f,]{1,64}\Z")
-
-
-def canonical_json(value: Any) -> bytes:
-    """Serialise to canonical bytes (RFC 8785 for our value types).
-
-    Python's json module with sorted keys, no whitespace and no ASCII escaping
-    produces exactly the RFC 8785 form for strings, integers, booleans, lists
-    and objects with ASCII keys, which is all an object may hold.
-    """
-    try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidObject("text holds an unpaired surrogate, which is not valid UTF-8") from exc
-
-
-def object_id(unsigned_bytes: bytes) -> bytes:
-    return hashlib.sha256(unsigned_bytes).digest()
 
 
 # -- field checks -------------------------------------------------------------
@@ -327,62 +312,6 @@ def sign(content: AnyContent, signer: Signer) -> SignedObject:
 
 
 # -- parsing and verification -------------------------------------------------
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InvalidObject(f"field {key!r} appears twice")
-        result[key] = value
-    return result
-
-
-def _no_float(text: str) -> Any:
-    raise InvalidObject(f"numbers must be integers, found {text[:40]}")
-
-
-# No field holds an integer above MAX_INT (16 digits); this bound leaves room for
-# the usual range message and stops far below Python's 4,300-digit conversion limit.
-_MAX_INT_CHARS = 64
-
-
-def _int_literal(text: str) -> int:
-    if len(text) > _MAX_INT_CHARS:
-        raise InvalidObject(
-            f"number {text[:20]}… has {len(text.lstrip('-'))} digits;"
-            f" no field holds more than {MAX_INT}"
-        )
-    return int(text)
-
-
-def decode_json(data: bytes | str) -> dict[str, Any]:
-    """Parse one object's JSON strictly: no duplicate keys, no floats, no NaN."""
-    if isinstance(data, bytes):
-        if len(data) > MAX_OBJECT_BYTES * 2 + 1024:
-            raise InvalidObject(f"object is {len(data)} bytes, far over the size limit")
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidObject(f"object is not valid UTF-8 (byte {exc.start})") from exc
-    try:
-        value = json.loads(
-            data,
-            object_pairs_hook=_no_duplicate_keys,
-            parse_float=_no_float,
-            parse_int=_int_literal,
-            parse_constant=_no_float,
-        )
-    except json.JSONDecodeError as exc:
-        raise InvalidObject(f"object is not valid JSON: {exc.msg} at character {exc.pos}") from exc
-    except ValueError as exc:  # any other conversion the decoder refuses
-        raise InvalidObject(f"object is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise InvalidObject("object is nested too deeply") from exc
-    if not isinstance(value, dict):
-        raise InvalidObject("an object must be a JSON object")
-    return value
-
 
 _OPTIONAL: dict[str, tuple[str, ...]] = {
     "document": ("replaces",),

@@ -22,6 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from commons.model.canonical import decode_json
 from commons.model.errors import AmbiguousId, InvalidObject, NotFound, StoreError, Withdrawn
 from commons.model.objects import (
     Document,
@@ -29,7 +30,6 @@ from commons.model.objects import (
     Retraction,
     SignedObject,
     content_from_fields,
-    decode_json,
     verify,
 )
 from commons.storage.schema import IS_HEAD, MIGRATIONS, VIEWS, Migration, execute_script

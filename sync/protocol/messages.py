@@ -19,7 +19,7 @@ from typing import Any, Self
 
 from commons.model.objects import MAX_OBJECT_BYTES
 from sync.protocol.errors import LocalProtocolError, RemoteProtocolError
-from sync.protocol.negentropy import DEFAULT_FRAME_SIZE_LIMIT
+from sync.protocol.wire import DEFAULT_FRAME_SIZE_LIMIT
 
 PROTOCOL = "commons-sync/1"
 PROTOCOL_HEADER = "Commons-Protocol"
