@@ -33,10 +33,13 @@ def _error_class(name: object) -> type[CommonsError]:
 class RemoteApi:
     """The local API of a node running on this machine."""
 
-    def __init__(self, api_url: str, token: str, *, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self, api_url: str, token: str, *, timeout: float = TIMEOUT, node_url: str | None = None
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self._token = token
         self.timeout = timeout
+        self.node_url = node_url  # where the node gossips, for people to read
 
     @classmethod
     def from_node_info(cls, info: dict[str, Any]) -> RemoteApi:
@@ -47,7 +50,8 @@ class RemoteApi:
                 "node.json in the home does not name the node's API; stop the node and start"
                 " it again"
             )
-        return cls(api_url, token)
+        url = info.get("url")
+        return cls(api_url, token, node_url=url if isinstance(url, str) else None)
 
     def call(self, method: str, **kwargs: Any) -> Any:
         """Run one API method on the node and return its result."""

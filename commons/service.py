@@ -6,7 +6,6 @@ action has exactly one implementation.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import tempfile
@@ -128,6 +127,7 @@ class Commons:
         *,
         clock: Clock,
         embedder: Embedder | None = None,
+        embedder_factory: Callable[[], Embedder] | None = None,
         index_url: str | None = None,
         vectors: VectorFactory | None = None,
     ) -> None:
@@ -137,6 +137,8 @@ class Commons:
         # The search index is opened on first use: `commons ls` must not pay for
         # importing torch and chromadb.
         self._embedder = embedder
+        # Loaded on first use, so a command that never indexes never resolves it.
+        self._embedder_factory = embedder_factory
         self.index_url = index_url
         # Where passage vectors live; None: Chroma in the home's index directory,
         # or the server at index_url.
@@ -163,11 +165,13 @@ class Commons:
         *,
         clock: Clock,
         name: str | None = None,
-        embedder: Embedder | None = None,
-        index_url: str | None = None,
-        vectors: VectorFactory | None = None,
+        default_name: str = "anonymous",
+        **options: Any,
     ) -> Commons:
-        """Create a home (key, store, profile, seed documents), or open an existing one."""
+        """Create a home (key, store, profile, seed documents), or open an existing one.
+
+        A new home's profile says `name`, else `default_name`. `options` are the
+        constructor's (embedder, embedder_factory, index_url, vectors)."""
         if paths.root.exists() and not paths.root.is_dir():
             raise HomeError(f"{paths.root} exists and is not a directory; choose another --home")
         fresh = not paths.key.exists()
@@ -180,10 +184,10 @@ class Commons:
             with HomeLock(paths):
                 create_identity(paths)
                 ObjectStore(paths.db).close()
-        commons = cls(paths, clock=clock, embedder=embedder, index_url=index_url, vectors=vectors)
+        commons = cls(paths, clock=clock, **options)
         try:
             if fresh or name:
-                commons.set_name(name or _default_name())
+                commons.set_name(name or default_name)
             if fresh:
                 report = commons.import_lines(seeds.bundle_lines(), origin="seed")
                 log.info("seeded %d documents", report.accepted)
@@ -324,9 +328,12 @@ class Commons:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from commons.search.embedding import load_embedder
+            if self._embedder_factory is not None:
+                self._embedder = self._embedder_factory()
+            else:
+                from commons.search.embedding import load_embedder
 
-            self._embedder = load_embedder(None)
+                self._embedder = load_embedder(None)
         return self._embedder
 
     def _open_index(self) -> tuple[SearchIndex, bool]:
@@ -440,10 +447,3 @@ class Commons:
             else:
                 report.duplicate += 1
         return report
-
-
-def _default_name() -> str:
-    try:
-        return getpass.getuser() or "anonymous"
-    except Exception:  # no user database entry in some containers
-        return "anonymous"

@@ -30,12 +30,25 @@ ENV_INDEX_URL = "COMMONS_INDEX_URL"
 
 @dataclass(frozen=True)
 class LlmSettings:
-    """Where a generated answer comes from, if anywhere (default: extractive)."""
+    """Where a generated answer comes from by default, if anywhere (else: extractive)."""
 
     url: str | None = None
     model: str | None = None
     key: str | None = None
     gguf: str | None = None
+
+    def choose(
+        self, llm: str | None, model: str | None, gguf: str | None
+    ) -> tuple[str | None, str | None, str | None]:
+        """The (url, model, gguf) an `ask` uses: its own options if it gave any, else
+        these defaults (a model only with a url; a url before a GGUF file)."""
+        if llm or gguf:
+            return llm, model or (self.model if llm else None), gguf
+        if model:
+            return None, model, None  # an error the user can read: --model needs --llm
+        if self.url:
+            return self.url, self.model, None
+        return None, None, self.gguf
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,6 @@ class Settings:
     listen: str | None = None
     peers: tuple[str, ...] = ()
     index_url: str | None = None
-    verbose: int = 0
 
     @classmethod
     def load(
@@ -79,16 +91,16 @@ class Settings:
         return cls(
             home=home,
             embedder=pick("embedder", ENV_EMBEDDER, config.get("embedder")) or DEFAULT_EMBEDDER,
+            # An ask's own --llm/--model/--gguf are merged at the ask (`LlmSettings.choose`).
             llm=LlmSettings(
-                url=pick("llm", ENV_LLM_URL, llm_config.get("url")),
-                model=pick("model", ENV_LLM_MODEL, llm_config.get("model")),
-                key=pick("llm_key", ENV_LLM_KEY, llm_config.get("key")),
-                gguf=pick("gguf", None, llm_config.get("gguf")),
+                url=pick("", ENV_LLM_URL, llm_config.get("url")),
+                model=pick("", ENV_LLM_MODEL, llm_config.get("model")),
+                key=pick("", ENV_LLM_KEY, llm_config.get("key")),
+                gguf=pick("", None, llm_config.get("gguf")),
             ),
             listen=pick("listen", None, config.get("listen")),
             peers=tuple(str(p) for p in peers),
             index_url=pick("index_url", ENV_INDEX_URL, config.get("index_url")),
-            verbose=int(flags.get("verbose") or 0),
         )
 
 
@@ -110,7 +122,7 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
-    except FileNotFoundError:
-        return {}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}  # no file, or no home yet: the home's own checks say what is wrong
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise CommonsError(f"cannot read {path}: {exc}; fix or remove the file") from exc

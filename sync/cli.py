@@ -26,8 +26,8 @@ MIRROR_LISTEN = "0.0.0.0:7400"
 class NodeContext(Context, Protocol):
     """What the sync commands need from the composition root, besides the core's."""
 
-    def open_node_home(self) -> Commons:
-        """Own the home, with the vector index where the settings put it."""
+    def open_commons(self) -> Commons:
+        """Own the existing home, with the vector index where the settings put it."""
         ...
 
     def node(self, commons: Commons, **options: Any) -> Node:
@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace, ctx: NodeContext, *, mirror: bool) -> int:
     policy = Policy.load(args.policy) if getattr(args, "policy", None) else None
     if args.interval <= 0:
         raise CommonsError("--interval must be a positive number of seconds")
-    with ctx.open_node_home() as commons:
+    with ctx.open_commons() as commons:
         node = ctx.node(
             commons,
             listen=args.listen,

@@ -230,3 +230,16 @@ def test_listing_does_not_load_the_model_or_chroma(seeded: Path) -> None:
                             timeout=60, env=os.environ.copy())
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_reindex_embeds_each_passage_once(home: Any) -> None:
+    from commons.api import LocalApi
+    from commons.cli.ask import indexing
+
+    api = LocalApi(home)
+    calls: list[int] = []
+    real_embed = home.embedder.embed_batch
+    home.embedder.embed_batch = lambda texts: calls.append(len(texts)) or real_embed(texts)
+    with indexing(api):
+        result = api.reindex()
+    assert result["chunks"] > 0 and sum(calls) == result["chunks"]

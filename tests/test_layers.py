@@ -103,24 +103,45 @@ def test_every_layer_has_modules_to_check() -> None:
 
 
 def environment_reads(source: str) -> list[int]:
-    """Lines that read the process environment (`os.environ[...]`, `.get`, `os.getenv`)."""
+    """Lines that read the process environment: `os.environ[...]`, its `.get`,
+    `.setdefault`, `in os.environ`, `os.getenv`, `environ`/`getenv` imported from os,
+    and `getpass.getuser()` (which reads $USER)."""
+    tree = ast.parse(source)
     lines = []
-    for node in ast.walk(ast.parse(source)):
+    names = {"environ"}  # names bound to os.environ
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "os":
+            for alias in node.names:
+                if alias.name in ("environ", "getenv", "environb", "getenvb"):
+                    lines.append(node.lineno)
+
+    def is_environ(expr: ast.expr) -> bool:
+        return (isinstance(expr, ast.Attribute) and expr.attr in names) or (
+            isinstance(expr, ast.Name) and expr.id in names
+        )
+
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             f = node.func
-            if isinstance(f, ast.Attribute) and f.attr == "getenv":
+            if isinstance(f, ast.Attribute) and f.attr in ("getenv", "getuser"):
                 lines.append(node.lineno)
-            if (isinstance(f, ast.Attribute) and f.attr in ("get", "copy", "items")
-                    and isinstance(f.value, ast.Attribute) and f.value.attr == "environ"):
+            if isinstance(f, ast.Attribute) and is_environ(f.value) and f.attr in (
+                "get", "copy", "items", "keys", "values", "setdefault", "__getitem__"
+            ):
                 lines.append(node.lineno)
-        elif (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
-              and isinstance(node.value, ast.Attribute) and node.value.attr == "environ"):
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            if is_environ(node.value):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Compare) and any(is_environ(c) for c in node.comparators):
             lines.append(node.lineno)
-    return lines
+    return sorted(set(lines))
 
 
-# The entry point reads the environment once, into the settings; nothing else does.
-ENVIRONMENT_READERS = {ROOT / "tui" / "main.py"}
+# The entry point hands the environment to the settings (which read the mapping they
+# are given) and the root asks for the login name; nothing else reads it.
+ENVIRONMENT_READERS = {ROOT / "tui" / p for p in ("main.py", "root.py")} | {
+    ROOT / "commons" / "settings.py"
+}
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -135,3 +156,8 @@ def test_the_environment_check_catches_a_read() -> None:
     assert environment_reads("import os\nkey = os.environ['X']\n") == [2]
     assert environment_reads("import os\nkey = os.getenv('X')\n") == [2]
     assert environment_reads("import os\nos.environ['X'] = '1'\n") == []
+    assert environment_reads("import os\nos.environ.setdefault('X', '1')\n") == [2]
+    assert environment_reads("import os\nif 'X' in os.environ:\n    pass\n") == [2]
+    assert environment_reads("from os import environ\nx = environ.get('X')\n") == [1, 2]
+    assert environment_reads("from os import getenv\nx = getenv('X')\n") == [1]
+    assert environment_reads("import getpass\nx = getpass.getuser()\n") == [2]

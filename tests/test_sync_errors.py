@@ -14,7 +14,6 @@ import pytest
 from aiohttp import test_utils, web
 
 from commons.api import CommonsApi
-from commons.model.errors import CommonsError
 from sync.api import NodeApi
 from sync.gossip.intake import Intake
 from sync.gossip.peers import PeerInfo
@@ -185,4 +184,3 @@ async def test_a_type_error_inside_a_method_is_the_nodes_failure(
 def test_the_node_methods_the_local_api_serves_are_those_of_the_protocol() -> None:
     methods = {name for name in vars(NodeApi) if not name.startswith("_")}
     assert set(NODE_METHODS) == methods
-    assert issubclass(CommonsError, Exception)  # the errors a caller sees stay CommonsErrors

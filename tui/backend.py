@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from commons.api import CommonsApi, LocalApi
+from commons.api import CommonsApi
 from commons.ingest import Extracted, extract_file, extract_text
-from commons.model.errors import CommonsError, HomeLocked, InvalidObject
+from commons.model.errors import CommonsError, InvalidObject
 from commons.model.objects import parse, verify
 from commons.remote import RemoteApi
 from commons.search.chunking import chunk_text
 from commons.service import Commons
-from commons.storage.home import HomePaths
 from sync.api import RunningNode
 from tui.core import AnswerView, Badge, DocRow, PeerRow
 
@@ -231,43 +230,3 @@ class Backend:
         if self.remote is None:
             raise CommonsError("no node is running here; start the app without --offline")
         return self.remote
-
-def open_backend(
-    paths: HomePaths,
-    *,
-    clock: Clock,
-    open_home: Callable[[], Commons],
-    make_node: Callable[[Commons], RunningNode] | None = None,
-    node_note: str | None = None,
-) -> Backend:
-    """Own the home (`open_home` creates a seeded one if there is none), or use the node
-    that owns it."""
-    try:
-        commons = open_home()
-    except HomeLocked:
-        info = paths.node_info()
-        if info is None:
-            raise
-        api = RemoteApi.from_node_info(info)
-        who = api.whoami()
-        return Backend(
-            api,
-            clock=clock,
-            home=paths.root,
-            public_key=who["public_key"],
-            remote_url=str(info.get("url") or "?"),
-        )
-    try:
-        node = make_node(commons) if make_node is not None else None
-    except BaseException:
-        commons.close()
-        raise
-    return Backend(
-        LocalApi(commons),
-        clock=clock,
-        home=paths.root,
-        public_key=commons.public_key.hex(),
-        commons=commons,
-        node=node,
-        node_note=node_note if node is None else None,
-    )

@@ -8,6 +8,7 @@ below this one reads the environment or picks an implementation by itself.
 
 from __future__ import annotations
 
+import getpass
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from commons.storage.home import HomePaths
 
 if TYPE_CHECKING:
     from commons.search.embedding import Embedder
+    from commons.search.vectors import VectorFactory
     from sync.api import RunningNode
     from sync.http.node import Node
     from tui.backend import Backend
@@ -30,6 +32,14 @@ if TYPE_CHECKING:
 
 def wall_clock() -> int:
     return int(time.time())
+
+
+def login_name() -> str:
+    """The name a new home's profile takes when none is given: the login's."""
+    try:
+        return getpass.getuser() or "anonymous"
+    except Exception:  # no user database entry in some containers
+        return "anonymous"
 
 
 class Root:
@@ -57,11 +67,18 @@ class Root:
             self._embedder = load_embedder(self.settings.embedder)
         return self._embedder
 
+    def vectors(self) -> VectorFactory:
+        """Where vectors are kept: Chroma in the home's index/, or a Chroma server."""
+        from commons.search.chroma import chroma_vectors
+
+        return chroma_vectors(str(self.paths.index), self.settings.index_url)
+
     def _commons_options(self) -> dict[str, Any]:
         return {
             "clock": self._clock,
-            "embedder": self.embedder(),
+            "embedder_factory": self.embedder,
             "index_url": self.settings.index_url,
+            "vectors": self.vectors(),
         }
 
     def open_commons(self) -> Commons:
@@ -71,26 +88,29 @@ class Root:
 
     def init_commons(self, *, name: str | None = None) -> Commons:
         """Create the home (key, store, profile, seeds) if needed, and own it."""
-        return Commons.init(self.paths, name=name, **self._commons_options())
+        return Commons.init(
+            self.paths, name=name, default_name=login_name(), **self._commons_options()
+        )
 
-    def open_node_home(self) -> Commons:
-        return self.open_commons()
+    def _own_or_reach(self, open_home: Callable[[], Commons]) -> Commons | RemoteApi:
+        """Own the home, or, if a node owns it, that node's local API."""
+        try:
+            return open_home()
+        except HomeLocked:
+            info = self.paths.node_info()
+            if info is None:
+                raise
+            return RemoteApi.from_node_info(info)
 
     @contextmanager
     def open_owner(self) -> Iterator[Commons | RemoteApi]:
         """The home itself if no process owns it, else the API of the node that does."""
-        paths = self.paths
-        paths.require()
-        try:
-            commons = Commons(paths, **self._commons_options())
-        except HomeLocked:
-            info = paths.node_info()
-            if info is None:
-                raise
-            yield RemoteApi.from_node_info(info)
+        owner = self._own_or_reach(self.open_commons)
+        if isinstance(owner, RemoteApi):
+            yield owner
             return
-        with commons:
-            yield commons
+        with owner:
+            yield owner
 
     @contextmanager
     def open_api(self) -> Iterator[CommonsApi]:
@@ -126,16 +146,34 @@ class Root:
     def backend(self, *, offline: bool, listen: str, peers: list[str]) -> Backend:
         """What the app's screens call: this home (made if new) with its node, or the
         node that already owns it."""
-        from tui.backend import open_backend
+        from tui.backend import Backend
 
+        owner = self._own_or_reach(self.init_commons)
+        home = self.paths.root
+        if isinstance(owner, RemoteApi):
+            who = owner.whoami()
+            return Backend(
+                owner,
+                clock=self._clock,
+                home=home,
+                public_key=who["public_key"],
+                remote_url=owner.node_url or "?",
+            )
         make_node: Callable[[Commons], RunningNode] | None = None
         note: str | None = "the app was started with --offline"
         if not offline:
             make_node, note = self.node_factory(listen, peers)
-        return open_backend(
-            self.paths,
+        try:
+            node = make_node(owner) if make_node is not None else None
+        except BaseException:
+            owner.close()
+            raise
+        return Backend(
+            LocalApi(owner),
             clock=self._clock,
-            open_home=lambda: Commons.init(self.paths, **self._commons_options()),
-            make_node=make_node,
-            node_note=note,
+            home=home,
+            public_key=owner.public_key.hex(),
+            commons=owner,
+            node=node,
+            node_note=note if node is None else None,
         )

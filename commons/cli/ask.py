@@ -88,8 +88,11 @@ def indexing(api: CommonsApi, bodies: Sequence[str] | None = None) -> Iterator[N
         bar = ProgressBar(total)
         api.commons.set_index_progress(bar)
     try:
-        with api.deferred_indexing():
+        if bodies is None:  # a rebuild indexes everything itself: nothing to defer
             yield
+        else:
+            with api.deferred_indexing():
+                yield
     finally:
         if bar is not None:
             api.commons.set_index_progress(None)
@@ -120,17 +123,17 @@ def format_answer(result: dict[str, Any], width: int = 88) -> str:
 
 def ask(args: argparse.Namespace, ctx: Context) -> int:
     question = " ".join(args.question)
-    llm = ctx.settings.llm
+    url, model, gguf = ctx.settings.llm.choose(args.llm, args.model, args.gguf)
     with ctx.open_api() as api:
         result = api.ask(
             question=question,
             k=args.k,
             authors=list(args.authors),
             tags=list(args.tags),
-            llm=args.llm or llm.url,
-            model=args.model or llm.model,
-            gguf=args.gguf or llm.gguf,
-            llm_key=llm.key,
+            llm=url,
+            model=model,
+            gguf=gguf,
+            llm_key=ctx.settings.llm.key,
         )
     if args.json:
         print_json(result)
