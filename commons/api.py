@@ -58,6 +58,12 @@ class CommonsApi(Protocol):
 
     def reindex(self) -> JSON: ...
 
+    def block(self, author: str, reason: str | None) -> JSON: ...
+
+    def unblock(self, author: str) -> JSON: ...
+
+    def blocked(self) -> list[JSON]: ...
+
 
 class LocalApi:
     """The API over a home this process owns."""
@@ -155,3 +161,13 @@ class LocalApi:
 
     def reindex(self) -> JSON:
         return self.commons.reindex()
+
+    def block(self, author: str, reason: str | None) -> JSON:
+        """Hide an author's objects (listings, answers, serving) and decline new ones."""
+        return self.commons.block(author, reason)
+
+    def unblock(self, author: str) -> JSON:
+        return self.commons.unblock(author)
+
+    def blocked(self) -> list[JSON]:
+        return self.commons.blocked_authors()

@@ -145,6 +145,18 @@ class RemoteApi:
         )
         return result
 
+    def block(self, author: str, reason: str | None) -> JSON:
+        result: JSON = self.call("block", author=author, reason=reason)
+        return result
+
+    def unblock(self, author: str) -> JSON:
+        result: JSON = self.call("unblock", author=author)
+        return result
+
+    def blocked(self) -> list[JSON]:
+        result: list[JSON] = self.call("blocked")
+        return result
+
     def reindex(self) -> JSON:
         result: JSON = self.call("reindex")
         return result

@@ -300,9 +300,50 @@ class Commons:
 
     def documents(self, *, author: str | None = None, tag: str | None = None) -> list[Stored]:
         author_key = self.resolve_author(author) if author else None
-        return self.store.objects(
-            kind="document", author=author_key, tag=tag.lower() if tag else None
-        )
+        hidden = self.hidden_authors()
+        return [
+            s for s in self.store.objects(
+                kind="document", author=author_key, tag=tag.lower() if tag else None)
+            if s.obj.author not in hidden
+        ]
+
+    # -- blocking ---------------------------------------------------------------
+
+    def hidden_authors(self) -> frozenset[bytes]:
+        """Authors whose objects this home neither shows, uses in answers, nor serves."""
+        return self.blocked | self.store.blocked_keys()
+
+    def block(self, author: str, reason: str | None = None) -> dict[str, Any]:
+        key = self._author_key(author)
+        if key == self.public_key:
+            raise Refused("that is your own key; you cannot block yourself")
+        added = self.store.block(key, reason=normalise_text(reason) if reason else None,
+                                 now=self.clock())
+        return {"author": key.hex(), "name": self.name_of(key), "blocked": True,
+                "changed": added}
+
+    def unblock(self, author: str) -> dict[str, Any]:
+        key = self._author_key(author)
+        removed = self.store.unblock(key)
+        if not removed:
+            raise NotFound(f"{key.hex()[:16]}… is not blocked; `commons blocked` lists who is")
+        return {"author": key.hex(), "name": self.name_of(key), "blocked": False,
+                "changed": True}
+
+    def blocked_authors(self) -> list[dict[str, Any]]:
+        names = self.store.display_names()
+        return [
+            {"author": b.author.hex(), "name": names.get(b.author), "reason": b.reason,
+             "at": b.at}
+            for b in self.store.blocked()
+        ]
+
+    def _author_key(self, text: str) -> bytes:
+        """A full key (even of someone we hold nothing from), else what resolve_author finds."""
+        lowered = text.strip().lower()
+        if len(lowered) == 64 and all(c in "0123456789abcdef" for c in lowered):
+            return bytes.fromhex(lowered)
+        return self.resolve_author(text)
 
     def resolve_author(self, text: str) -> bytes:
         """An author by full key, key prefix (8+ hex), or display name."""
@@ -321,7 +362,13 @@ class Commons:
         return matches.pop()
 
     def show(self, prefix: str) -> Stored:
-        return self.store.get_stored(self.resolve(prefix))
+        stored = self.store.get_stored(self.resolve(prefix))
+        if stored.obj.author in self.hidden_authors():
+            raise NotFound(
+                f"{stored.obj.id.hex()[:16]}… is by an author you blocked"
+                f" ({stored.obj.author.hex()[:16]}…); `commons unblock KEY` shows it again"
+            )
+        return stored
 
     # -- asking ---------------------------------------------------------------
 
@@ -402,7 +449,7 @@ class Commons:
             k=k,
             authors=[self.resolve_author(a) for a in authors],
             tags=[t.strip().lower() for t in tags if t.strip()],
-            blocked=self.blocked | frozenset(blocked),
+            blocked=self.hidden_authors() | frozenset(blocked),
             generator=generator,
         )
 
@@ -434,10 +481,13 @@ class Commons:
     def import_lines(self, lines: Iterable[tuple[int, bytes]], *, origin: str) -> ImportReport:
         """Verify and store each line's object; one bad line never stops the rest."""
         report = ImportReport()
+        hidden = self.hidden_authors()
         for number, line in lines:
             now = self.clock()
             try:
                 obj = parse(line, now=now)
+                if obj.author in hidden:
+                    raise Refused(f"{obj.id.hex()[:16]}… is by an author you blocked")
                 result = self.store.put(obj, now=now, origin=origin)
             except Refused as exc:
                 report.refused.append((number, str(exc)))

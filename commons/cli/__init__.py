@@ -117,3 +117,16 @@ def register(sub: Any) -> None:
     json_flag(p)
 
     command(sub, "reindex", "commons.cli.ask:reindex", "rebuild the search indexes")
+    register_blocks(sub)
+
+
+def register_blocks(sub: Any) -> None:
+    """block, unblock, blocked: the local block list."""
+    p = command(sub, "block", "commons.cli.blocks:block",
+                "hide an author's objects here, never serve them, decline new ones")
+    p.add_argument("key", metavar="KEY", help="the author's key (or 8+ hex of it, or their name)")
+    p.add_argument("--reason", help="a note to yourself on why")
+    p = command(sub, "unblock", "commons.cli.blocks:unblock", "take an author off the block list")
+    p.add_argument("key", metavar="KEY")
+    p = command(sub, "blocked", "commons.cli.blocks:blocked", "list the authors you blocked")
+    json_flag(p)

@@ -1,6 +1,6 @@
 """The object store's tables, its migrations, and the views it publishes.
 
-The tables (objects, tags, versions, tombstones) are private to
+The tables (objects, tags, versions, tombstones, blocked_authors) are private to
 `commons.storage.store`. Components that keep tables of their own in the same
 file (the word index, the peer table, declined ids) bring their own
 migrations through `ObjectStore.migrate` and may join with the read-only views
@@ -75,9 +75,26 @@ def _m1_objects(db: sqlite3.Connection) -> None:
     )
 
 
+def _m2_confirmed_tombstones(db: sqlite3.Connection) -> None:
+    # A tombstone is "confirmed" once we saw the withdrawn object by the same
+    # author as the retraction. Only a confirmed one may stop us asking peers
+    # for an id: a stranger can sign a retraction naming anyone's object.
+    execute_script(
+        db,
+        """
+        CREATE TABLE blocked_authors (
+            author BLOB PRIMARY KEY,
+            reason TEXT,
+            at INTEGER NOT NULL
+        );
+        ALTER TABLE tombstones ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+
+
 # Numbered migrations: MIGRATIONS[n] takes the schema from version n to n+1.
 # Append only; never edit one that has shipped.
-MIGRATIONS: list[Migration] = [_m1_objects]
+MIGRATIONS: list[Migration] = [_m1_objects, _m2_confirmed_tombstones]
 
 # The newest-version rule, the only place it is written: the row `o` of
 # objects is a head unless a stored document by the same author replaces it.

@@ -36,7 +36,7 @@ from commons.storage.schema import IS_HEAD, MIGRATIONS, VIEWS, Migration, execut
 
 # `execute_script` is re-exported for components' migrations.
 __all__ = [
-    "Added", "Event", "Item", "Migration", "ObjectStore", "PutResult", "Removed", "Stored",
+    "Added", "BlockChanged", "BlockedAuthor", "Event", "Item", "Migration", "ObjectStore", "PutResult", "Removed", "Stored",
     "execute_script", "load_trusted", "prefix_range",
 ]
 
@@ -62,7 +62,15 @@ class Removed:
     by: bytes  # the retraction that removed it
 
 
-Event = Added | Removed
+@dataclass(frozen=True)
+class BlockChanged:
+    """The local block list gained or lost an author."""
+
+    author: bytes
+    blocked: bool
+
+
+Event = Added | Removed | BlockChanged
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,13 @@ class Stored:
     obj: SignedObject
     origin: str
     received_at: int
+
+
+@dataclass(frozen=True)
+class BlockedAuthor:
+    author: bytes
+    reason: str | None
+    at: int
 
 
 def load_trusted(raw: bytes) -> SignedObject:
@@ -192,39 +207,54 @@ class ObjectStore:
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM objects WHERE id = ?", (obj.id,)).fetchone():
                 return PutResult.DUPLICATE
+            # Only a retraction by this object's own author withdraws it; one
+            # signed by anybody else names an object that is not theirs.
             tomb = db.execute(
                 "SELECT retraction FROM tombstones WHERE target = ? AND author = ?",
                 (obj.id, obj.author),
             ).fetchone()
             if tomb:
-                raise Withdrawn(
-                    f"{obj.id.hex()[:16]}… was retracted by its author"
-                    f" (retraction {bytes(tomb[0]).hex()[:16]}…)"
+                db.execute(
+                    "UPDATE tombstones SET confirmed = 1 WHERE target = ? AND author = ?",
+                    (obj.id, obj.author),
                 )
-            content = obj.content
-            if isinstance(content, Retraction):
-                events.extend(self._apply_retraction(db, obj, content))
-            elif isinstance(content, Document) and content.replaces is not None:
-                self._check_replaces(db, obj, content.replaces)
-            db.execute(
-                "INSERT INTO objects (id, kind, author, created_at, raw, origin, received_at,"
-                " verified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (obj.id, obj.kind, obj.author, obj.created_at, obj.to_bytes(), origin, now, now),
+            else:
+                events.extend(self._insert(db, obj, origin, now))
+        if tomb:  # raised after the commit, which keeps the tombstone confirmed
+            raise Withdrawn(
+                f"{obj.id.hex()[:16]}… was retracted by its author"
+                f" (retraction {bytes(tomb[0]).hex()[:16]}…)"
             )
-            if isinstance(content, Document):
-                db.executemany(
-                    "INSERT INTO tags (id, tag) VALUES (?, ?)",
-                    [(obj.id, tag) for tag in content.tags],
-                )
-                if content.replaces is not None:
-                    db.execute(
-                        "INSERT INTO versions (old, new, author) VALUES (?, ?, ?)",
-                        (content.replaces, obj.id, obj.author),
-                    )
         if events:
             self._forget_removed_pages()
         self._emit([Added(obj, origin), *events])
         return PutResult.ADDED
+
+    def _insert(
+        self, db: sqlite3.Connection, obj: SignedObject, origin: str, now: int
+    ) -> list[Event]:
+        events: list[Event] = []
+        content = obj.content
+        if isinstance(content, Retraction):
+            events.extend(self._apply_retraction(db, obj, content))
+        elif isinstance(content, Document) and content.replaces is not None:
+            self._check_replaces(db, obj, content.replaces)
+        db.execute(
+            "INSERT INTO objects (id, kind, author, created_at, raw, origin, received_at,"
+            " verified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (obj.id, obj.kind, obj.author, obj.created_at, obj.to_bytes(), origin, now, now),
+        )
+        if isinstance(content, Document):
+            db.executemany(
+                "INSERT INTO tags (id, tag) VALUES (?, ?)",
+                [(obj.id, tag) for tag in content.tags],
+            )
+            if content.replaces is not None:
+                db.execute(
+                    "INSERT INTO versions (old, new, author) VALUES (?, ?, ?)",
+                    (content.replaces, obj.id, obj.author),
+                )
+        return events
 
     def _forget_removed_pages(self) -> None:
         """Move the log into the main file and truncate it, so the retracted
@@ -249,8 +279,9 @@ class ObjectStore:
                 raise InvalidObject("a retraction cannot itself be retracted")
             db.execute("DELETE FROM objects WHERE id = ?", (retraction.target,))
         db.execute(
-            "INSERT OR IGNORE INTO tombstones (target, author, retraction) VALUES (?, ?, ?)",
-            (retraction.target, obj.author, obj.id),
+            "INSERT OR IGNORE INTO tombstones (target, author, retraction, confirmed)"
+            " VALUES (?, ?, ?, ?)",
+            (retraction.target, obj.author, obj.id, int(row is not None)),
         )
         return [Removed(retraction.target, obj.id)] if row is not None else []
 
@@ -262,13 +293,47 @@ class ObjectStore:
                 " document by the same author; publish it without `replaces`"
             )
 
+    # -- the local block list ------------------------------------------------
+
+    def block(self, author: bytes, *, reason: str | None, now: int) -> bool:
+        """Hide an author's objects here and refuse new ones. False if already blocked."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM blocked_authors WHERE author = ?", (author,)).fetchone():
+                return False
+            db.execute("INSERT INTO blocked_authors (author, reason, at) VALUES (?, ?, ?)",
+                       (author, reason, now))
+        self._emit([BlockChanged(author, True)])
+        return True
+
+    def unblock(self, author: bytes) -> bool:
+        """Show an author's objects again. False if they were not blocked."""
+        with self.transaction() as db:
+            gone = db.execute("DELETE FROM blocked_authors WHERE author = ?", (author,)).rowcount
+        if gone:
+            self._emit([BlockChanged(author, False)])
+        return bool(gone)
+
+    def blocked(self) -> list[BlockedAuthor]:
+        rows = self.query("SELECT author, reason, at FROM blocked_authors ORDER BY at, author")
+        return [BlockedAuthor(bytes(a), r, int(t)) for a, r, t in rows]
+
+    def blocked_keys(self) -> frozenset[bytes]:
+        return frozenset(bytes(r[0]) for r in self.query("SELECT author FROM blocked_authors"))
+
     # -- reading --------------------------------------------------------------
 
     def has(self, oid: bytes) -> bool:
         return bool(self.query("SELECT 1 FROM objects WHERE id = ?", (oid,)))
 
     def is_withdrawn(self, oid: bytes) -> bool:
-        return bool(self.query("SELECT 1 FROM tombstones WHERE target = ?", (oid,)))
+        """True if the author of `oid` retracted it (we held it, or were offered it since).
+
+        A retraction of an object we never saw proves nothing about whose the
+        object is, so it does not count here: anyone may sign one.
+        """
+        return bool(
+            self.query("SELECT 1 FROM tombstones WHERE target = ? AND confirmed = 1", (oid,))
+        )
 
     def get(self, oid: bytes) -> SignedObject:
         return self.get_stored(oid).obj
@@ -320,8 +385,14 @@ class ObjectStore:
             (ts, bytes(oid)) for ts, oid in self.query(sql + " ORDER BY created_at, id", params)
         ]
 
-    def raw_objects(self, ids: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
-        """(id, canonical bytes) of the stored objects among `ids`, oldest first."""
+    def raw_objects(
+        self, ids: Sequence[bytes], *, skip_authors: frozenset[bytes] = frozenset()
+    ) -> list[tuple[bytes, bytes]]:
+        """(id, canonical bytes) of the stored objects among `ids`, oldest first,
+        leaving out those by `skip_authors`."""
+        if skip_authors:
+            ids = [oid for oid, author in self._among(ids, "author")
+                   if bytes(author) not in skip_authors]
         return [(oid, bytes(raw)) for oid, raw in self._among(ids, "raw")]
 
     def sizes(self, ids: Sequence[bytes]) -> list[tuple[bytes, int]]:

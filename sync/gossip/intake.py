@@ -21,6 +21,9 @@ from sync.protocol.messages import Rejected
 
 log = logging.getLogger(__name__)
 
+# Declined ids with this reason are forgotten when the block list shrinks.
+BLOCKED_REASON = "its author is blocked on this node"
+
 
 @dataclass
 class Intake:
@@ -42,8 +45,12 @@ def take_in(
     policy: Policy,
     declined: Declined,
     expected: set[bytes] | None = None,
+    blocked: frozenset[bytes] = frozenset(),
 ) -> Intake:
-    """Verify, filter by policy and store each line's object; one bad line never stops the rest."""
+    """Verify, filter by policy and store each line's object; one bad line never stops the rest.
+
+    Objects by `blocked` authors (the home's block list) are declined.
+    """
     report = Intake()
     for line in lines:
         now = clock()
@@ -57,7 +64,7 @@ def take_in(
             continue
         oid_hex = obj.id.hex()
         report.received_ids.add(obj.id)
-        reason = policy.decide(obj, len(line))
+        reason = BLOCKED_REASON if obj.author in blocked else policy.decide(obj, len(line))
         if reason is not None:
             declined.add(obj.id, reason, now)
             report.declined.append(Rejected(oid_hex, reason))

@@ -246,7 +246,11 @@ class PeerTable:
                 changes["source"] = "manual"
         elif source == "bootstrap" and known.source == "record":
             changes["source"] = "bootstrap"
-        if record_at >= known.record_at and (name, mirror, key) != (None, False, None):
+        # A record by one key never rebinds an address another key's record
+        # named: else any stranger could take over (and then forget) a peer.
+        same_key = known.key is None or key is None or known.key == key
+        if (same_key and record_at >= known.record_at
+                and (name, mirror, key) != (None, False, None)):
             changes.update(name=name or known.name, mirror=mirror, key=key or known.key,
                            record_at=record_at)
         if changes:
@@ -275,7 +279,7 @@ class PeerTable:
                 continue
             peer = self.add(address, source="record", now=now, name=content.name,
                             mirror=content.mirror, key=key, record_at=obj.created_at)
-            if peer is not None:
+            if peer is not None and peer.key == key:
                 learnt.append(peer)
         for peer in list(self._peers.values()):
             if peer.key == key and peer.url not in addresses and peer.source == "record":

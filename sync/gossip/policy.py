@@ -303,6 +303,14 @@ class Declined:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def forget(self, reason: str) -> int:
+        """Forget the ids declined for `reason` (blocking), so they are fetched again."""
+        with self._store.transaction() as db:
+            rows = db.execute("SELECT id FROM declined WHERE reason = ?", (reason,)).fetchall()
+            db.execute("DELETE FROM declined WHERE reason = ?", (reason,))
+        self._ids.difference_update(bytes(r[0]) for r in rows)
+        return len(rows)
+
     def add(self, oid: bytes, reason: str, now: int) -> None:
         """Remember a declined id (blocking: call it off the event loop)."""
         if oid in self._ids:

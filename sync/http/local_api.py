@@ -15,7 +15,9 @@ import dataclasses
 import enum
 import hmac
 import inspect
+import json
 import logging
+import types
 import typing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -45,7 +47,8 @@ class BadArguments(CommonsError):
 MAX_API_BODY = 64 * 1024 * 1024  # an added document's text can be large
 # LocalApi methods that never touch the search index; every other one (ask, add,
 # reindex, and any added later) waits until the index has caught up after start.
-NO_INDEX_NEEDED = frozenset({"whoami", "documents", "show", "retract", "export", "import_bundle"})
+NO_INDEX_NEEDED = frozenset({"whoami", "documents", "show", "retract", "export", "import_bundle",
+                             "block", "unblock", "blocked"})
 NODE_METHODS = ("peers", "add_peer", "remove_peer", "sync_now", "sync_with", "status")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -87,8 +90,49 @@ def _convert(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a parameter's annotation (str, int, list[str], X | None...).
+
+    Annotations this does not understand accept anything: the method checks.
+    """
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, arg) for arg in typing.get_args(hint))
+    if origin in (list, tuple, set, frozenset):
+        args = typing.get_args(hint)
+        return isinstance(value, list) and all(fits(v, args[0]) for v in value if args)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, dict, list):
+        return isinstance(value, hint)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        try:
+            fields = typing.get_type_hints(hint)
+        except Exception:
+            fields = {}
+        return isinstance(value, hint) and all(
+            fits(getattr(value, f.name), fields.get(f.name, Any))
+            for f in dataclasses.fields(hint)
+        )
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
 def bind_arguments(method: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The call's keyword arguments, checked against `fn`'s signature before it runs.
+    """The call's keyword arguments, checked against `fn`'s signature and types before it runs.
 
     Only a mismatch found here is the caller's "bad arguments": a TypeError
     raised later, inside the method, is the node's failure.
@@ -98,13 +142,32 @@ def bind_arguments(method: str, fn: Callable[..., Any], kwargs: dict[str, Any]) 
         inspect.signature(fn).bind(**kwargs)
     except TypeError as exc:
         raise BadArguments(f"bad arguments for {method}: {exc}") from exc
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation we cannot resolve: the method checks
+        hints = {}
+    for name, value in kwargs.items():
+        if name in hints and not fits(value, hints[name]):
+            raise BadArguments(
+                f"bad arguments for {method}: {name!r} must be {_type_name(hints[name])},"
+                f" not {type(value).__name__} {json.dumps(value)[:40]}"
+            )
     return kwargs
 
 
 def _url_argument(method: str, kwargs: dict[str, Any]) -> str:
     if "url" not in kwargs:
         raise BadArguments(f"{method} needs the argument 'url'")
-    return str(kwargs["url"])
+    url = kwargs["url"]
+    if not isinstance(url, str):
+        raise BadArguments(
+            f"bad arguments for {method}: 'url' must be a string like \"http://HOST:7400\","
+            f" not {type(url).__name__}"
+        )
+    extra = sorted(set(kwargs) - {"url"})
+    if extra:
+        raise BadArguments(f"bad arguments for {method}: unexpected argument {extra[0]!r}")
+    return url
 
 
 class LocalApiServer:

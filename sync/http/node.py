@@ -29,7 +29,7 @@ from aiohttp import web
 from commons.api import LocalApi
 from commons.model.objects import SignedObject
 from commons.service import Commons
-from commons.storage.store import Added, Event
+from commons.storage.store import Added, BlockChanged, Event
 from sync.api import RunningNode
 from sync.gossip.exchange import Exchange
 from sync.gossip.intake import Intake
@@ -244,6 +244,9 @@ class Node:
     def _on_store_event(self, event: Event) -> None:
         # Called in whichever thread wrote to the store.
         self.objects.changed()
+        if isinstance(event, BlockChanged) and not event.blocked and self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._spawn, self.objects.unblocked())
         if isinstance(event, Added) and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop has closed
                 self._loop.call_soon_threadsafe(self._on_added, event.obj, event.origin)

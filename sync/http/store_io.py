@@ -27,7 +27,12 @@ class StoreIO:
 
     async def open(self) -> None:
         """Load what this node declined under its policy before."""
-        self.declined = await asyncio.to_thread(Declined, self.store, self.policy)
+        def load() -> Declined:
+            declined = Declined(self.store, self.policy)
+            declined.forget(intake.BLOCKED_REASON)  # the block list may have changed since
+            return declined
+
+        self.declined = await asyncio.to_thread(load)
 
     def _declined(self) -> Declined:
         if self.declined is None:
@@ -58,16 +63,28 @@ class StoreIO:
 
     async def take_in(self, lines: Sequence[bytes], *, origin: str,
                       expected: set[bytes] | None) -> intake.Intake:
-        return await asyncio.to_thread(
-            intake.take_in, self.store, lines, clock=self.clock, origin=origin,
-            policy=self.policy, declined=self._declined(), expected=expected,
-        )
+        def run() -> intake.Intake:
+            return intake.take_in(
+                self.store, lines, clock=self.clock, origin=origin, policy=self.policy,
+                declined=self._declined(), expected=expected, blocked=self.store.blocked_keys(),
+            )
+
+        return await asyncio.to_thread(run)
+
+    async def unblocked(self) -> None:
+        """The block list shrank: fetch what it made us decline again."""
+        await asyncio.to_thread(self._declined().forget, intake.BLOCKED_REASON)
 
     async def sizes(self, ids: Sequence[bytes]) -> list[tuple[bytes, int]]:
         return await asyncio.to_thread(self.store.sizes, ids)
 
     async def raw_objects(self, ids: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
-        return await asyncio.to_thread(self.store.raw_objects, ids)
+        """Stored objects among `ids`, leaving out those by blocked authors."""
+        def run() -> list[tuple[bytes, bytes]]:
+            hidden = self.store.blocked_keys() | self.policy.block
+            return self.store.raw_objects(ids, skip_authors=hidden)
+
+        return await asyncio.to_thread(run)
 
     async def kind_counts(self) -> dict[str, int]:
         return await asyncio.to_thread(self.store.count_by_kind)
