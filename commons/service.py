@@ -217,7 +217,7 @@ class Commons:
         return self.identity.public_key
 
     def name_of(self, author: bytes) -> str | None:
-        return self.store.display_names().get(author)
+        return self.store.display_name(author)
 
     def whoami(self) -> dict[str, Any]:
         return {

@@ -36,7 +36,8 @@ from commons.storage.schema import IS_HEAD, MIGRATIONS, VIEWS, Migration, execut
 
 # `execute_script` is re-exported for components' migrations.
 __all__ = [
-    "Added", "BlockChanged", "BlockedAuthor", "Event", "Item", "Migration", "ObjectStore", "PutResult", "Removed", "Stored",
+    "Added", "BlockChanged", "BlockedAuthor", "Event", "Item", "Migration", "ObjectStore",
+    "PutResult", "Removed", "Stored",
     "execute_script", "load_trusted", "prefix_range",
 ]
 
@@ -293,6 +294,29 @@ class ObjectStore:
                 " document by the same author; publish it without `replaces`"
             )
 
+    def newest_of(self, author: bytes, kind: str) -> Item | None:
+        """(created_at, id) of `author`'s newest object of `kind`, if any."""
+        rows = self.query(
+            "SELECT created_at, id FROM objects WHERE author = ? AND kind = ?"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            (author, kind),
+        )
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def drop_older(self, author: bytes, kind: str, newest: Item) -> int:
+        """Delete `author`'s profiles or peer records older than `newest`.
+
+        Only the newest of these kinds means anything, and without this one
+        author could fill the store with thousands of them.
+        """
+        if kind not in ("profile", "peer"):
+            raise ValueError(f"only profiles and peer records are superseded, not {kind}")
+        with self.transaction() as db:
+            return db.execute(
+                "DELETE FROM objects WHERE author = ? AND kind = ? AND (created_at, id) < (?, ?)",
+                (author, kind, newest[0], newest[1]),
+            ).rowcount
+
     # -- the local block list ------------------------------------------------
 
     def block(self, author: bytes, *, reason: str | None, now: int) -> bool:
@@ -456,6 +480,18 @@ class ObjectStore:
         return [
             Stored(load_trusted(raw), origin, at) for raw, origin, at in self.query(sql, params)
         ]
+
+    def display_name(self, author: bytes) -> str | None:
+        """One author's newest profile name (reads only that author's profiles)."""
+        rows = self.query(
+            "SELECT raw FROM objects WHERE author = ? AND kind = 'profile'"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            (author,),
+        )
+        if not rows:
+            return None
+        content = load_trusted(rows[0][0]).content
+        return content.name if isinstance(content, Profile) else None
 
     def display_names(self) -> dict[bytes, str]:
         """Each author's newest profile name."""

@@ -319,7 +319,8 @@ class Exchange:
         if reply.declined and len(self._skip) < MAX_DECLINED_MEMORY:
             self._skip.update(declined_ids(reply.declined))
         if reply.refused:
-            self._notice("refused", f"{self.url} refused {len(reply.refused)} objects we sent:"
+            refused = len(reply.refused) + reply.more_refused
+            self._notice("refused", f"{self.url} refused {refused} objects we sent:"
                                     f" {reply.refused[0].reason}")
         self._next_push()
 

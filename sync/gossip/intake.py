@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from commons.model.errors import InvalidObject, Withdrawn
-from commons.model.objects import parse
+from commons.model.objects import SignedObject, parse
 from commons.storage.store import ObjectStore, PutResult
 from sync.gossip.policy import Declined, Policy
 from sync.protocol.messages import Rejected
@@ -65,6 +65,8 @@ def take_in(
         oid_hex = obj.id.hex()
         report.received_ids.add(obj.id)
         reason = BLOCKED_REASON if obj.author in blocked else policy.decide(obj, len(line))
+        if reason is None and obj.kind in SUPERSEDED_KINDS:
+            reason = _keep_newest(store, obj)
         if reason is not None:
             declined.add(obj.id, reason, now)
             report.declined.append(Rejected(oid_hex, reason))
@@ -86,6 +88,21 @@ def take_in(
         else:
             report.duplicate += 1
     return report
+
+
+SUPERSEDED_KINDS = ("profile", "peer")
+
+
+def _keep_newest(store: ObjectStore, obj: SignedObject) -> str | None:
+    """Keep one profile and one peer record per author: decline older ones, drop older ones."""
+    newest = store.newest_of(obj.author, obj.kind)
+    mine = (obj.created_at, obj.id)
+    if newest is None or newest == mine:  # the first, or one we hold (a duplicate)
+        return None
+    if newest > mine:
+        return f"a newer {obj.kind} object by the same author is kept here"
+    store.drop_older(obj.author, obj.kind, mine)
+    return None
 
 
 def wanted(store: ObjectStore, ids: Sequence[bytes], declined: Declined) -> list[bytes]:

@@ -2,7 +2,8 @@
 
 A policy is what a community mirror is configured with (`commons mirror
 --policy FILE`); a personal node uses the default, which keeps everything and
-limits nothing. The file is JSON, documented in docs/sync.md:
+holds each address to DEFAULT_REQUEST_RATE and DEFAULT_BYTE_RATE. The file is
+JSON, documented in docs/sync.md:
 
     {
       "accept": "all" | {"authors": ["<hex key>", ...], "tags": ["maths", ...]},
@@ -83,6 +84,12 @@ class RateLimit:
         return cls(amount, _PERIODS[period])
 
 
+# Every node serves at most this much to one address unless its policy says
+# otherwise: generous for honest peers, a ceiling for a flood.
+DEFAULT_REQUEST_RATE = RateLimit(1200, 60)
+DEFAULT_BYTE_RATE = RateLimit(500 * 10**6, 3600)
+
+
 @dataclass(frozen=True)
 class Policy:
     """What this node keeps from peers, and the limits it holds each peer to."""
@@ -91,8 +98,8 @@ class Policy:
     authors: frozenset[bytes] = frozenset()
     tags: frozenset[str] = frozenset()
     max_object_bytes: int = MAX_OBJECT_BYTES
-    request_rate: RateLimit | None = None
-    byte_rate: RateLimit | None = None
+    request_rate: RateLimit | None = DEFAULT_REQUEST_RATE
+    byte_rate: RateLimit | None = DEFAULT_BYTE_RATE
     block: frozenset[bytes] = frozenset()
     block_peers: frozenset[str] = frozenset()  # host names, IPs, or URLs
     source: str = field(default="default", compare=False)

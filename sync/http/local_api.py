@@ -150,7 +150,7 @@ def bind_arguments(method: str, fn: Callable[..., Any], kwargs: dict[str, Any]) 
         if name in hints and not fits(value, hints[name]):
             raise BadArguments(
                 f"bad arguments for {method}: {name!r} must be {_type_name(hints[name])},"
-                f" not {type(value).__name__} {json.dumps(value)[:40]}"
+                f" not {type(value).__name__} {json.dumps(value, default=repr)[:40]}"
             )
     return kwargs
 

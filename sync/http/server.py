@@ -10,6 +10,7 @@ The handlers know the node only as a `GossipService`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from sync.protocol.messages import (
     MAX_FRAME_BYTES,
     MAX_JSON_BYTES,
     MAX_PUSH_BYTES,
+    MAX_PUSH_LINES,
     PEER_HEADER,
     RECONCILE_TYPE,
     FetchRequest,
@@ -104,7 +106,7 @@ async def _our_faults(request: web.Request, handler: Handler) -> web.StreamRespo
 def _limits(service: GossipService) -> Any:
     @web.middleware
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/sync/"):
+        if not (request.path.startswith("/sync/") or request.path == "/status"):
             return await handler(request)
         remote = request.remote or "unknown"
         if service.limits.blocks(remote):
@@ -176,23 +178,27 @@ class GossipRoutes:
     async def push(self, request: web.Request) -> web.Response:
         body = await _body(request, MAX_PUSH_BYTES)
         try:
-            lines = list(split_lines(body))
+            # Splitting megabytes is work: off the loop, like parsing and verifying.
+            lines = await asyncio.to_thread(_push_lines, body)
         except RemoteProtocolError as exc:
             return _error(400, str(exc))
+        del body
         origin = _origin(request)
         intake = await self.service.take_in(lines, origin=origin, expected=None)
-        reply = PushReply(
-            accepted=len(intake.accepted),
-            duplicate=intake.duplicate,
-            declined=tuple(intake.declined),
-            refused=tuple(intake.refused),
-        )
+        reply = PushReply.summarised(len(intake.accepted), intake.duplicate, intake.declined,
+                                     intake.refused)
         if intake.accepted or intake.refused:
             self.service.note_pushed_to_us(origin, intake)
         return web.Response(body=reply.to_wire(), content_type="application/json")
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(await self.service.status())
+
+
+def _push_lines(body: bytes) -> list[bytes]:
+    """A push body's object lines; more than MAX_PUSH_LINES refuses the whole push."""
+    lines = list(split_lines(body, max_lines=MAX_PUSH_LINES))
+    return lines
 
 
 def _origin(request: web.Request) -> str:

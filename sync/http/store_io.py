@@ -24,6 +24,8 @@ class StoreIO:
         self._generation = 0
         self._items: tuple[int, SortedItems] | None = None
         self._items_lock = asyncio.Lock()
+        self._facts: tuple[int, tuple[str | None, dict[str, int]]] | None = None
+        self._facts_lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Load what this node declined under its policy before."""
@@ -86,5 +88,21 @@ class StoreIO:
 
         return await asyncio.to_thread(run)
 
-    async def kind_counts(self) -> dict[str, int]:
-        return await asyncio.to_thread(self.store.count_by_kind)
+    async def facts(self, author: bytes) -> tuple[str | None, dict[str, int]]:
+        """`author`'s display name and the count of each kind, as /status shows them.
+
+        Worked out in a thread and kept until the store changes, so pollers of
+        /status cost the loop nothing and the store one query per change.
+        """
+        cache = self._facts
+        if cache is not None and cache[0] == self._generation:
+            return cache[1]
+        async with self._facts_lock:
+            generation = self._generation
+            cache = self._facts
+            if cache is not None and cache[0] == generation:
+                return cache[1]
+            facts = await asyncio.to_thread(
+                lambda: (self.store.display_name(author), self.store.count_by_kind()))
+            self._facts = (generation, facts)
+            return facts

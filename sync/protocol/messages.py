@@ -13,7 +13,7 @@ malformed input from a peer into `RemoteProtocolError` and nothing else.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -38,6 +38,8 @@ MAX_JSON_BYTES = 80 * 1024  # a fetch/offer request: 512 hex ids and some slack
 MAX_LINE_BYTES = 2 * MAX_OBJECT_BYTES + 1024  # one object's JSON line, escapes included
 MAX_BATCH_BYTES = 8 * 1024 * 1024  # a fetch reply or a push body, roughly
 MAX_PUSH_BYTES = MAX_BATCH_BYTES + MAX_LINE_BYTES
+MAX_PUSH_LINES = MAX_IDS  # objects in one push, as many as one fetch may ask for
+MAX_REASONS = 16  # declined or refused entries a push reply lists; the rest are counted
 
 
 def _ids(values: Iterable[bytes], what: str) -> tuple[bytes, ...]:
@@ -153,10 +155,21 @@ class PushReply:
     duplicate: int
     declined: tuple[Rejected, ...] = ()
     refused: tuple[Rejected, ...] = ()
+    more_declined: int = 0  # declined objects beyond those listed
+    more_refused: int = 0
 
     def __post_init__(self) -> None:
-        if self.accepted < 0 or self.duplicate < 0:
+        counts = (self.accepted, self.duplicate, self.more_declined, self.more_refused)
+        if min(counts) < 0:
             raise LocalProtocolError("counts cannot be negative")
+
+    @classmethod
+    def summarised(cls, accepted: int, duplicate: int, declined: Sequence[Rejected],
+                   refused: Sequence[Rejected]) -> PushReply:
+        """A reply that lists the first MAX_REASONS of each kind and counts the rest."""
+        return cls(accepted, duplicate, tuple(declined[:MAX_REASONS]),
+                   tuple(refused[:MAX_REASONS]), max(0, len(declined) - MAX_REASONS),
+                   max(0, len(refused) - MAX_REASONS))
 
     def to_wire(self) -> bytes:
         return _dump(
@@ -165,6 +178,8 @@ class PushReply:
                 "duplicate": self.duplicate,
                 "declined": [{"id": r.id, "reason": r.reason} for r in self.declined],
                 "refused": [{"id": r.id, "reason": r.reason} for r in self.refused],
+                "more_declined": self.more_declined,
+                "more_refused": self.more_refused,
             }
         )
 
@@ -180,7 +195,10 @@ class PushReply:
                 lists.append(
                     tuple(Rejected(str(r["id"])[:64], str(r["reason"])[:500]) for r in value[key])
                 )
-            return cls(counts[0], counts[1], lists[0], lists[1])
+            more = [value.get("more_declined", 0), value.get("more_refused", 0)]
+            if not all(isinstance(c, int) and not isinstance(c, bool) for c in more):
+                raise TypeError
+            return cls(counts[0], counts[1], lists[0], lists[1], more[0], more[1])
         except (KeyError, TypeError, LocalProtocolError) as exc:
             raise RemoteProtocolError("a push reply has missing or malformed fields") from exc
 
@@ -204,7 +222,7 @@ def split_lines(body: bytes, max_lines: int | None = None) -> Iterator[bytes]:
             raise RemoteProtocolError(f"an object line of {len(line)} bytes is over the limit")
         count += 1
         if max_lines is not None and count > max_lines:
-            raise RemoteProtocolError(f"more than {max_lines} objects in one reply")
+            raise RemoteProtocolError(f"more than {max_lines} objects in one message")
         yield line
 
 
