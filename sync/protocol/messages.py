@@ -214,8 +214,13 @@ def encode_lines(lines: Iterable[bytes]) -> bytes:
 def split_lines(body: bytes, max_lines: int | None = None) -> Iterator[bytes]:
     """The non-blank lines of a JSON Lines body, each within MAX_LINE_BYTES."""
     count = 0
-    for line in body.split(b"\n"):
-        line = line.rstrip(b"\r")
+    start = 0
+    while start < len(body):  # line by line: a hostile body may hold millions of them
+        end = body.find(b"\n", start)
+        if end < 0:
+            end = len(body)
+        line = body[start:end].rstrip(b"\r")
+        start = end + 1
         if not line.strip():
             continue
         if len(line) > MAX_LINE_BYTES:

@@ -1,0 +1,190 @@
+"""Benchmark: what a hostile peer's requests cost a real `commons serve` process.
+
+- push: one POST /sync/push of `--push-mb` MB of `{}` lines (garbage that
+  parses as JSON but is no object): the server's peak RSS growth (VmHWM from
+  /proc), the reply's size and status, the time it took, and how long a
+  GET /status took while the push was being handled.
+- status: GET /status latency with `--profiles` profiles stored (each from its
+  own key) and no --name, median and max over `--polls` requests.
+
+Each scenario runs a fresh home and server process. Prints JSON.
+
+    python bench/hostile.py [--push-mb 10] [--profiles 60000] [--polls 10]
+
+Run it against another checkout by pointing PYTHONPATH at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or
+                str(Path(__file__).resolve().parent.parent))
+
+from commons.model.identity import Identity  # noqa: E402
+from commons.model.objects import Profile, sign  # noqa: E402
+from commons.service import Commons  # noqa: E402
+from commons.storage.home import HomePaths  # noqa: E402
+from commons.storage.store import ObjectStore  # noqa: E402
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc")
+
+
+def request(url: str, data: bytes | None = None, timeout: float = 600) -> tuple[int, bytes, float]:
+    started = time.perf_counter()
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    return status, body, time.perf_counter() - started
+
+
+class Server:
+    def __init__(self, home: Path, *, name: str | None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "tui", "--home", str(home), "serve",
+                "--listen", f"127.0.0.1:{self.port}", "--interval", "3600"]
+        if name:
+            argv += ["--name", name]
+        env = {**os.environ, "COMMONS_EMBEDDER": "fake"}
+        self.log = open(home.parent / f"{home.name}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=env)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited; see {self.log.name}")
+            try:
+                if request(self.url + "/status", timeout=30)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start in 120 s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def bench_push(root: Path, megabytes: float) -> dict[str, Any]:
+    home = root / "push"
+    Commons.init(HomePaths(home), clock=now, name="target").close()
+    server = Server(home, name="target")
+    try:
+        rss_before = peak_rss_kb(server.proc.pid)
+        body = b"{}\n" * int(megabytes * 1_000_000 / 3)
+        status_times: list[float] = []
+        done = threading.Event()
+
+        def poll() -> None:  # how /status fares while the push is handled
+            while not done.is_set() and len(status_times) < 1000:
+                status_times.append(request(server.url + "/status", timeout=600)[2])
+                time.sleep(0.2)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        status, reply, took = request(server.url + "/sync/push", body)
+        done.set()
+        poller.join(timeout=600)
+        rss_after = peak_rss_kb(server.proc.pid)
+    finally:
+        server.stop()
+    return {
+        "push_bytes": len(body),
+        "http_status": status,
+        "reply_bytes": len(reply),
+        "seconds": round(took, 3),
+        "peak_rss_before_mb": round(rss_before / 1024, 1),
+        "peak_rss_after_mb": round(rss_after / 1024, 1),
+        "peak_rss_growth_mb": round((rss_after - rss_before) / 1024, 1),
+        "status_during_push_max_s": round(max(status_times), 3) if status_times else None,
+    }
+
+
+def bench_status(root: Path, profiles: int, polls: int) -> dict[str, Any]:
+    home = root / "status"
+    Commons.init(HomePaths(home), clock=now, name="mirror").close()
+    store = ObjectStore(HomePaths(home).db)
+    at = now() - 1000
+    try:
+        with store.transaction() as db:  # verified objects, written in one go for speed
+            for i in range(profiles):
+                who = Identity(i.to_bytes(32, "big"))
+                obj = sign(Profile(author=who.public_key, created_at=at, name=f"p{i}"), who)
+                db.execute(
+                    "INSERT INTO objects (id, kind, author, created_at, raw, origin,"
+                    " received_at, verified_at) VALUES (?, 'profile', ?, ?, ?, 'bench', ?, ?)",
+                    (obj.id, obj.author, obj.created_at, obj.to_bytes(), at, at),
+                )
+    finally:
+        store.close()
+    server = Server(home, name=None)
+    try:
+        times = [request(server.url + "/status", timeout=600)[2] for _ in range(polls)]
+    finally:
+        server.stop()
+    return {
+        "profiles": profiles,
+        "polls": polls,
+        "median_ms": round(statistics.median(times) * 1000, 1),
+        "max_ms": round(max(times) * 1000, 1),
+        "first_ms": round(times[0] * 1000, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--push-mb", type=float, default=10.0)
+    parser.add_argument("--profiles", type=int, default=60_000)
+    parser.add_argument("--polls", type=int, default=10)
+    parser.add_argument("--only", choices=("push", "status"))
+    args = parser.parse_args()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="commons-hostile-") as tmp:
+        root = Path(tmp)
+        if args.only in (None, "push"):
+            out["push"] = bench_push(root, args.push_mb)
+        if args.only in (None, "status"):
+            out["status"] = bench_status(root, args.profiles, args.polls)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
