@@ -79,7 +79,9 @@ class Server:
             argv += ["--name", name]
         env = {**os.environ, "COMMONS_EMBEDDER": "fake"}
         self.log = open(home.parent / f"{home.name}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=env)
+        # cwd: not the checkout this script sits in, so PYTHONPATH picks the code under test.
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=env,
+                                     cwd=home.parent)
         deadline = time.monotonic() + 120
         while True:
             if self.proc.poll() is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from embedders import embedder_for_tests
+from signing import STRANGER, signed
 
 from commons.model.identity import Identity
 from commons.model.objects import Document, Retraction, SignedObject, sign
@@ -28,6 +29,7 @@ from sync.protocol.messages import MAX_PUSH_LINES, MAX_REASONS, FetchRequest, Pu
 NOW = 1_800_000_000
 MALLORY = Identity(bytes(range(64, 96)))
 MakeNode = Callable[..., Awaitable[Node]]
+STRANGER_ORIGIN = f"key:{STRANGER.public_key.hex()}"
 
 
 @pytest.fixture
@@ -57,8 +59,13 @@ def doc(author: Identity, title: str, at: int = NOW - 10) -> SignedObject:
                          body=f"All about {title}."), author)
 
 
-async def post(url: str, body: bytes) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as http, http.post(url, data=body) as resp:
+async def post(node: Node, path: str, body: bytes, *, sign: bool = True,
+               headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """POST to a node as a stranger's node would: signed for it, unless told not to."""
+    proof = signed(path, body, receiver=node.public_key, at=NOW) if sign else {}
+    async with aiohttp.ClientSession() as http, http.post(
+        node.url + path, data=body, headers={**proof, **(headers or {})}
+    ) as resp:
         return resp.status, await resp.read()
 
 
@@ -68,7 +75,7 @@ async def post(url: str, body: bytes) -> tuple[int, bytes]:
 async def test_a_push_of_too_many_lines_is_refused_whole(make_node: MakeNode) -> None:
     node = await make_node("a")
     before = node.store.count()
-    status, body = await post(node.url + "/sync/push", b"{}\n" * (MAX_PUSH_LINES + 1))
+    status, body = await post(node, "/sync/push", b"{}\n" * (MAX_PUSH_LINES + 1))
     assert status == 400 and f"more than {MAX_PUSH_LINES} objects" in body.decode()
     assert node.store.count() == before
 
@@ -77,7 +84,7 @@ async def test_a_push_of_garbage_gets_a_summary_not_one_reason_a_line(
     make_node: MakeNode,
 ) -> None:
     node = await make_node("a")
-    status, body = await post(node.url + "/sync/push", b"{}\n" * MAX_PUSH_LINES)
+    status, body = await post(node, "/sync/push", b"{}\n" * MAX_PUSH_LINES)
     assert status == 200
     reply = PushReply.from_wire(body)
     assert len(reply.refused) == MAX_REASONS
@@ -90,7 +97,7 @@ async def test_a_push_of_garbage_gets_a_summary_not_one_reason_a_line(
 async def test_a_valid_push_is_still_accepted(make_node: MakeNode, alice: Identity) -> None:
     node = await make_node("a")
     good = doc(alice, "Solar cookers")
-    status, body = await post(node.url + "/sync/push", good.to_bytes() + b"\n")
+    status, body = await post(node, "/sync/push", good.to_bytes() + b"\n")
     assert status == 200 and PushReply.from_wire(body).accepted == 1
     assert node.store.has(good.id)
 
@@ -108,7 +115,7 @@ async def test_a_strangers_retraction_does_not_keep_a_document_from_spreading(
                 MALLORY)
     a.store.put(fake, now=NOW, origin="test")  # a never saw the document
     a.store.put(target, now=NOW, origin="test")  # then it arrives: still stored
-    status, _ = await post(b.url + "/sync/push", fake.to_bytes() + b"\n")  # b hears it first
+    status, _ = await post(b, "/sync/push", fake.to_bytes() + b"\n")  # b hears it first
     assert status == 200 and b.store.has(fake.id)
     result = await b.sync_with(a.url)
     assert result.error is None
@@ -125,13 +132,13 @@ async def test_blocked_authors_are_not_served_and_come_back_when_unblocked(
     spam = doc(MALLORY, "Cheap watches")
     a.store.put(spam, now=NOW, origin="test")
     a.commons.block(MALLORY.public_key.hex(), "spam")
-    status, body = await post(a.url + "/sync/fetch", FetchRequest((spam.id,)).to_wire())
+    status, body = await post(a, "/sync/fetch", FetchRequest((spam.id,)).to_wire())
     assert status == 200 and body == b""
     b = await make_node("b")
     await b.sync_with(a.url)
     assert not b.store.has(spam.id)
     a.commons.unblock(MALLORY.public_key.hex())
-    status, body = await post(a.url + "/sync/fetch", FetchRequest((spam.id,)).to_wire())
+    status, body = await post(a, "/sync/fetch", FetchRequest((spam.id,)).to_wire())
     assert body.strip() == spam.to_bytes()
 
 
@@ -179,3 +186,82 @@ async def test_wrong_types_on_the_local_api_are_a_400(
         status, payload = resp.status, await resp.json()
     assert status == 400 and "must be" in payload["error"]
     assert node.peers() == []  # add_peer url=5 stored nothing
+
+
+# -- authenticated peers: only a signed request may push or offer ---------------
+
+
+@pytest.mark.parametrize("path", ["/sync/push", "/sync/offer"])
+async def test_unsigned_requests_may_not_push_or_offer(make_node: MakeNode, path: str) -> None:
+    node = await make_node("a")
+    status, body = await post(node, path, b'{"ids": []}', sign=False)
+    assert status == 401 and b"signed" in body
+
+
+async def test_unsigned_requests_may_still_reconcile_and_fetch(make_node: MakeNode) -> None:
+    node = await make_node("a")
+    status, _ = await post(node, "/sync/fetch", FetchRequest(()).to_wire(), sign=False)
+    assert status == 200
+
+
+async def test_a_request_signed_for_another_node_is_refused(
+    make_node: MakeNode, alice: Identity
+) -> None:
+    a = await make_node("a")
+    b = await make_node("b")
+    body = doc(alice, "Replayed").to_bytes() + b"\n"
+    proof = signed("/sync/push", body, receiver=a.public_key, at=NOW)
+    async with aiohttp.ClientSession() as http, http.post(
+        b.url + "/sync/push", data=body, headers=proof
+    ) as resp:
+        assert resp.status == 401 and "does not verify" in await resp.text()
+    assert b.store.count("document") == a.store.count("document")
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"Commons-Time": str(NOW - 3600)}, "check the sender's clock"),
+        ({"Commons-Key": "zz"}, "64 lowercase hex"),
+        ({"Commons-Signature": "00" * 64}, "does not verify"),
+    ],
+)
+async def test_a_bad_proof_is_refused_before_any_work(
+    make_node: MakeNode, alice: Identity, change: dict[str, str], says: str
+) -> None:
+    node = await make_node("a")
+    body = doc(alice, "Forged").to_bytes() + b"\n"
+    proof = {**signed("/sync/push", body, receiver=node.public_key, at=NOW), **change}
+    async with aiohttp.ClientSession() as http, http.post(
+        node.url + "/sync/push", data=body, headers=proof
+    ) as resp:
+        assert resp.status == 401 and says in await resp.text()
+    assert node.store.count("document") == 0 or not node.store.has(doc(alice, "Forged").id)
+
+
+async def test_a_tampered_body_breaks_the_proof(make_node: MakeNode, alice: Identity) -> None:
+    node = await make_node("a")
+    body = doc(alice, "Original").to_bytes() + b"\n"
+    proof = signed("/sync/push", body, receiver=node.public_key, at=NOW)
+    other = doc(alice, "Swapped").to_bytes() + b"\n"
+    async with aiohttp.ClientSession() as http, http.post(
+        node.url + "/sync/push", data=other, headers=proof
+    ) as resp:
+        assert resp.status == 401
+
+
+async def test_a_claimed_url_is_credited_only_to_the_key_it_belongs_to(
+    make_node: MakeNode, alice: Identity
+) -> None:
+    a = await make_node("a")
+    b = await make_node("b")
+    await b.sync_with(a.url)
+    await a.sync_with(b.url)  # a now knows b's url bound to b's key (from b's record)
+    assert any(p.url == b.url and p.key == b.public_key.hex() for p in a.peers())
+    body = doc(alice, "Not from b").to_bytes() + b"\n"  # a stranger claims to be b
+    status, reply = await post(a, "/sync/push", body, headers={"Commons-Peer": b.url})
+    assert status == 200 and PushReply.from_wire(reply).accepted == 1
+    row = next(p for p in a.peers() if p.url == b.url)
+    assert row.received == 0  # not credited to b
+    assert a.store.get_stored(doc(alice, "Not from b").id).origin == STRANGER_ORIGIN
+    assert a.origin_of(None, b.url, "127.0.0.1") == "peer:127.0.0.1"

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from embedders import embedder_for_tests
+from signing import STRANGER, signed
 
 from commons.ingest import Extracted
 from commons.model.errors import CommonsError, NotFound
@@ -149,8 +150,10 @@ async def test_a_withdrawn_object_is_declined_and_not_fetched(make_node: MakeNod
     await b.sync_with(a.url)  # b holds only the retraction: anyone could have signed one
     assert not b.store.is_withdrawn(oid) and not b.store.has(oid)
     # Pushing the withdrawn document is declined, not held against the sender.
+    body = c.store.get(oid).to_bytes() + b"\n"
     async with aiohttp.ClientSession() as http, http.post(
-        b.url + "/sync/push", data=c.store.get(oid).to_bytes() + b"\n"
+        b.url + "/sync/push", data=body,
+        headers=signed("/sync/push", body, receiver=b.public_key, at=NOW),
     ) as resp:
         reply = await resp.json()
     assert reply["accepted"] == 0 and reply["refused"] == []
@@ -207,6 +210,9 @@ class Tamperer:
     async def push(self, request: web.Request) -> web.Response:
         return web.json_response({"accepted": 0, "duplicate": 0, "declined": [], "refused": []})
 
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response({"public_key": STRANGER.public_key.hex()})
+
 
 @pytest.fixture
 async def tamperer(alice: Identity) -> AsyncIterator[tuple[str, Tamperer]]:
@@ -216,6 +222,7 @@ async def tamperer(alice: Identity) -> AsyncIterator[tuple[str, Tamperer]]:
     app.router.add_post("/sync/reconcile", t.reconcile)
     app.router.add_post("/sync/fetch", t.fetch)
     app.router.add_post("/sync/push", t.push)
+    app.router.add_get("/status", t.status)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -288,9 +295,13 @@ async def test_endpoints_refuse_garbage_with_a_reason(make_node: MakeNode) -> No
             ("/sync/offer", b'{"ids": ["xyz"]}', 400),
             ("/sync/push", b"x" * 3_000_000, 400),
         ]:
-            async with http.post(a.url + path, data=body, headers=headers) as resp:
+            proof = signed(path, body, receiver=a.public_key, at=NOW)
+            async with http.post(a.url + path, data=body, headers={**headers, **proof}) as resp:
                 assert resp.status == status, (path, await resp.text())
-        async with http.post(a.url + "/sync/push", data=b'{"kind": "document"}\n') as resp:
+        doc = b'{"kind": "document"}\n'
+        async with http.post(a.url + "/sync/push", data=doc,
+                             headers=signed("/sync/push", doc, receiver=a.public_key,
+                                            at=NOW)) as resp:
             reply = await resp.json()
             assert reply["accepted"] == 0 and len(reply["refused"]) == 1
         async with http.get(a.url + "/status") as resp:
@@ -377,8 +388,10 @@ async def test_an_unreadable_pushed_object_is_refused_and_the_rest_kept(
     a = await make_node("a")
     bad = sign(Document(author=alice.public_key, created_at=NOW, title="Big", body="x"), alice)
     good = sign(Document(author=alice.public_key, created_at=NOW, title="Fine", body="y"), alice)
+    body = unreadable(bad) + b"\n" + good.to_bytes() + b"\n"
     async with aiohttp.ClientSession() as http, http.post(
-        a.url + "/sync/push", data=unreadable(bad) + b"\n" + good.to_bytes() + b"\n"
+        a.url + "/sync/push", data=body,
+        headers=signed("/sync/push", body, receiver=a.public_key, at=NOW),
     ) as resp:
         assert resp.status == 200, await resp.text()
         reply = await resp.json()
@@ -413,6 +426,8 @@ async def test_a_garbled_peer_header_is_not_a_server_error(make_node: MakeNode) 
         async with http.post(a.url + "/sync/fetch", data=f'{{"ids": ["{oid.hex()}"]}}',
                              headers=headers) as resp:
             assert resp.status == 200, await resp.text()
-        async with http.post(a.url + "/sync/push", data=a.store.get(oid).to_bytes() + b"\n",
-                             headers=headers) as resp:
+        body = a.store.get(oid).to_bytes() + b"\n"
+        proof = signed("/sync/push", body, receiver=a.public_key, at=NOW)
+        async with http.post(a.url + "/sync/push", data=body,
+                             headers={**headers, **proof}) as resp:
             assert resp.status == 200, await resp.text()

@@ -21,6 +21,7 @@ from sync.gossip.policy import Policy
 from sync.gossip.session import PeerLimits, SyncResult
 from sync.http.local_api import NODE_METHODS, LocalApiServer
 from sync.http.server import build_app
+from sync.protocol.auth import Sender
 from sync.protocol.negentropy import SortedItems
 
 NOW = 1_800_000_000
@@ -35,6 +36,11 @@ class FakeService:
 
     def now(self) -> int:
         return NOW
+
+    public_key = bytes(32)
+
+    def origin_of(self, sender: Sender | None, claimed: str | None, remote: str) -> str:
+        return f"peer:{remote}"
 
     async def sorted_items(self) -> SortedItems:
         if self.our_bug:  # a Reconciler given this raises LocalProtocolError

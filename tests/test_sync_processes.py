@@ -153,12 +153,16 @@ class TamperingPeer:
     async def _offer(self, request: web.Request) -> web.Response:
         return web.json_response({"want": []})
 
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response({"public_key": "ab" * 32})
+
     async def _start(self) -> str:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post("/sync/reconcile", self._reconcile)
         app.router.add_post("/sync/fetch", self._fetch)
         app.router.add_post("/sync/push", self._push)
         app.router.add_post("/sync/offer", self._offer)
+        app.router.add_get("/status", self._status)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", 0).start()

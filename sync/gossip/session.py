@@ -228,6 +228,22 @@ class GossipSession:
             with contextlib.suppress(PeerUrlError):
                 self.table.count_sent(normalise_url(peer), count)
 
+    def origin_of(self, sender: bytes | None, claimed: str | None, remote: str) -> str:
+        """Whom to credit (or blame) for what a request brought.
+
+        The URL a request claims counts only if our table binds it to the key
+        that signed the request; else the key itself (or, unsigned, the address).
+        """
+        if sender is None:
+            return f"peer:{remote}"
+        if claimed:
+            with contextlib.suppress(PeerUrlError):
+                url = normalise_url(claimed)
+                peer = self.table.get(url)
+                if peer is not None and peer.key == sender.hex():
+                    return url
+        return f"key:{sender.hex()}"
+
     def pushed_to_us(self, origin: str, accepted: int, refused: Sequence[str]) -> None:
         """A peer pushed objects: `accepted` were new, `refused` (reasons) were invalid."""
         if accepted:

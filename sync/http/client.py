@@ -8,11 +8,14 @@ misbehaved, and loses standing).
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import aiohttp
 
+from commons.model.objects import Signer
+from sync.protocol.auth import sign_request
 from sync.protocol.errors import RemoteProtocolError
 from sync.protocol.messages import (
     LINES_TYPE,
@@ -44,23 +47,57 @@ class PeerUnavailable(Exception):
 class PeerClient:
     """Calls to other nodes' gossip endpoints over one shared aiohttp session."""
 
-    def __init__(self, session: aiohttp.ClientSession, own_url: str | None = None) -> None:
+    def __init__(self, session: aiohttp.ClientSession, own_url: str | None = None, *,
+                 signer: Signer | None = None, clock: Callable[[], int] | None = None) -> None:
         self._session = session
         self._headers = {PROTOCOL_HEADER: PROTOCOL}
         if own_url:
             self._headers[PEER_HEADER] = own_url
+        if (signer is None) != (clock is None):
+            raise ValueError("a signing client needs both a signer and a clock")
+        self._signer = signer
+        self._clock = clock
+        self._keys: dict[str, bytes] = {}  # url -> the key the node there says it has
 
     def set_own_url(self, url: str) -> None:
         self._headers[PEER_HEADER] = url
+
+    async def _receiver_key(self, url: str) -> bytes:
+        """The key of the node at `url`, from its /status (a request signed for the
+        wrong key is refused there, so a false answer costs only that request)."""
+        known = self._keys.get(url)
+        if known is not None:
+            return known
+        try:
+            async with self._session.get(url + "/status", headers=self._headers) as resp:
+                if resp.status != 200:
+                    raise PeerUnavailable(f"{url} answered /status with HTTP {resp.status}")
+                text = (await _read_limited(resp, 64 * 1024, f"{url}/status")).decode("utf-8")
+        except (TimeoutError, aiohttp.ClientError, OSError, UnicodeDecodeError) as exc:
+            raise PeerUnavailable(f"{url} cannot be reached: {_describe(exc)}") from exc
+        try:
+            key = bytes.fromhex(json.loads(text)["public_key"])
+            if len(key) != 32:
+                raise ValueError
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RemoteProtocolError(f"{url}/status does not give a public key") from exc
+        self._keys[url] = key
+        return key
 
     async def _post(
         self, url: str, path: str, body: bytes, content_type: str, limit: int
     ) -> bytes:
         headers = {**self._headers, "Content-Type": content_type}
+        if self._signer is not None and self._clock is not None:
+            receiver = await self._receiver_key(url)
+            headers.update(sign_request(self._signer, "POST", path, body, at=self._clock(),
+                                        receiver=receiver))
         try:
             async with self._session.post(url + path, data=body, headers=headers) as resp:
                 if resp.status != 200:
                     reason = (await resp.content.read(500)).decode("utf-8", "replace").strip()
+                    if resp.status == 401:  # maybe a new key at that address: ask again next time
+                        self._keys.pop(url, None)
                     raise PeerUnavailable(
                         f"{url} answered {path} with HTTP {resp.status}: {reason or resp.reason}"
                     )

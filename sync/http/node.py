@@ -43,6 +43,7 @@ from sync.http.local_api import LocalApiServer, ServedNode
 from sync.http.server import GossipService, build_app
 from sync.http.status import EventBus, NodeEvent, index_state, status_view
 from sync.http.store_io import StoreIO
+from sync.protocol.auth import Sender
 from sync.protocol.negentropy import SortedItems
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class Node:
             self.session.load_peers(rows, bootstrap=self._bootstrap,
                                     records=[r.obj for r in records], now=self.clock())
             self._http = aiohttp.ClientSession(timeout=TIMEOUT)
-            self._client = PeerClient(self._http)
+            self._client = PeerClient(self._http, signer=self.commons.identity, clock=self.clock)
             self.store.subscribe(self._on_store_event)
             self._prepared = True
 
@@ -260,6 +261,13 @@ class Node:
 
     def now(self) -> int:
         return self.clock()
+
+    @property
+    def public_key(self) -> bytes:
+        return self.commons.public_key
+
+    def origin_of(self, sender: Sender | None, claimed: str | None, remote: str) -> str:
+        return self.session.origin_of(sender.key if sender else None, claimed, remote)
 
     async def sorted_items(self) -> SortedItems:
         return await self.objects.sorted_items()

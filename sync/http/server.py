@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from sync.gossip.intake import Intake
-from sync.gossip.peers import PeerUrlError, normalise_url
 from sync.gossip.session import PeerLimits
+from sync.protocol.auth import AuthError, Sender, verify_request
 from sync.protocol.errors import LocalProtocolError, RemoteProtocolError
 from sync.protocol.messages import (
     LINES_TYPE,
@@ -52,6 +52,15 @@ class GossipService(Protocol):
         ...
 
     def now(self) -> int: ...
+
+    @property
+    def public_key(self) -> bytes:
+        """This node's key: signed requests must name it."""
+        ...
+
+    def origin_of(self, sender: Sender | None, claimed: str | None, remote: str) -> str:
+        """Whom to credit with what a request brought (see GossipSession.origin_of)."""
+        ...
 
     async def sorted_items(self) -> SortedItems:
         """Our (created_at, id) set, for a reconciliation."""
@@ -103,6 +112,12 @@ async def _our_faults(request: web.Request, handler: Handler) -> web.StreamRespo
         return _error(500, f"this node failed to answer {request.path}: {exc}")
 
 
+# Requests that change what a node holds must be signed (sync.protocol.auth);
+# anyone may reconcile and fetch, within the limits of their address.
+SIGNED_ONLY = frozenset({"/sync/push", "/sync/offer"})
+SENDER: web.RequestKey[Sender | None] = web.RequestKey("sender", object)  # type: ignore[arg-type]
+
+
 def _limits(service: GossipService) -> Any:
     @web.middleware
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -112,7 +127,21 @@ def _limits(service: GossipService) -> Any:
         if service.limits.blocks(remote):
             return _error(403, "this node does not serve your address")
         now = service.now()
-        wait = service.limits.admit(remote, request.content_length, now)
+        sender: Sender | None = None
+        if request.path.startswith("/sync/"):
+            # The body is bounded by the app's client_max_size; its hash is signed.
+            body = await _body(request, MAX_PUSH_BYTES)
+            try:
+                sender = verify_request(request.headers, request.method, request.path, body,
+                                        now=now, receiver=service.public_key)
+            except AuthError as exc:
+                return _error(401, str(exc))
+            if sender is None and request.path in SIGNED_ONLY:
+                return _error(401, f"{request.path} needs a signed request (docs/sync.md,"
+                                   " authentication); unsigned ones may only reconcile and fetch")
+        request[SENDER] = sender
+        budget = sender.label if sender is not None else remote  # per key, else per address
+        wait = service.limits.admit(budget, request.content_length, now)
         if wait:
             return web.Response(
                 status=429,
@@ -121,7 +150,7 @@ def _limits(service: GossipService) -> Any:
             )
         response = await handler(request)
         if isinstance(response, web.Response) and response.body is not None:
-            service.limits.charge(remote, len(response.body), now)  # type: ignore[arg-type]
+            service.limits.charge(budget, len(response.body), now)  # type: ignore[arg-type]
         return response
 
     return limits
@@ -183,7 +212,8 @@ class GossipRoutes:
         except RemoteProtocolError as exc:
             return _error(400, str(exc))
         del body
-        origin = _origin(request)
+        origin = self.service.origin_of(request.get(SENDER), request.headers.get(PEER_HEADER),
+                                        request.remote or "unknown")
         intake = await self.service.take_in(lines, origin=origin, expected=None)
         reply = PushReply.summarised(len(intake.accepted), intake.duplicate, intake.declined,
                                      intake.refused)
@@ -199,14 +229,3 @@ def _push_lines(body: bytes) -> list[bytes]:
     """A push body's object lines; more than MAX_PUSH_LINES refuses the whole push."""
     lines = list(split_lines(body, max_lines=MAX_PUSH_LINES))
     return lines
-
-
-def _origin(request: web.Request) -> str:
-    """Where pushed objects came from: the URL the peer gave, else its address."""
-    claimed = request.headers.get(PEER_HEADER)
-    if claimed:
-        try:
-            return normalise_url(claimed)
-        except PeerUrlError:
-            pass
-    return f"peer:{request.remote or 'unknown'}"
