@@ -1,9 +1,10 @@
 """Benchmark: what a hostile peer's requests cost a real `commons serve` process.
 
-- push: one POST /sync/push of `--push-mb` MB of `{}` lines (garbage that
-  parses as JSON but is no object): the server's peak RSS growth (VmHWM from
-  /proc), the reply's size and status, the time it took, and how long a
-  GET /status took while the push was being handled.
+- push: one signed POST /sync/push of `--push-mb` MB of `{}` lines (garbage
+  that parses as JSON but is no object): the server's peak RSS growth (VmHWM
+  from /proc), the reply's size and status, the time it took, and how long a
+  GET /status took while the push was being handled; then the reply to a push
+  of 512 such lines.
 - status: GET /status latency with `--profiles` profiles stored (each from its
   own key) and no --name, median and max over `--polls` requests.
 
@@ -58,9 +59,11 @@ def peak_rss_kb(pid: int) -> int:
     raise RuntimeError("no VmHWM in /proc")
 
 
-def request(url: str, data: bytes | None = None, timeout: float = 600) -> tuple[int, bytes, float]:
+def request(url: str, data: bytes | None = None, timeout: float = 600,
+            headers: dict[str, str] | None = None) -> tuple[int, bytes, float]:
     started = time.perf_counter()
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             status, body = resp.status, resp.read()
@@ -105,6 +108,15 @@ class Server:
         self.log.close()
 
 
+def signed_headers(body: bytes, receiver: bytes) -> dict[str, str]:
+    try:
+        from sync.protocol.auth import sign_request
+    except ImportError:  # a checkout from before signed requests
+        return {}
+    return sign_request(Identity(bytes([7]) * 32), "POST", "/sync/push", body, at=now(),
+                        receiver=receiver)
+
+
 def bench_push(root: Path, megabytes: float) -> dict[str, Any]:
     home = root / "push"
     Commons.init(HomePaths(home), clock=now, name="target").close()
@@ -122,10 +134,18 @@ def bench_push(root: Path, megabytes: float) -> dict[str, Any]:
 
         poller = threading.Thread(target=poll)
         poller.start()
-        status, reply, took = request(server.url + "/sync/push", body)
+        # The hostile peer signs its push with a key of its own (keys are free);
+        # a node without request signatures ignores the headers.
+        receiver = json.loads(request(server.url + "/status")[1])["public_key"]
+        headers = signed_headers(body, bytes.fromhex(receiver))
+        status, reply, took = request(server.url + "/sync/push", body, headers=headers)
         done.set()
         poller.join(timeout=600)
         rss_after = peak_rss_kb(server.proc.pid)
+        small = b"{}\n" * 512  # as many garbage lines as a push may carry
+        small_status, small_reply, _ = request(
+            server.url + "/sync/push", small,
+            headers=signed_headers(small, bytes.fromhex(receiver)))
     finally:
         server.stop()
     return {
@@ -137,6 +157,8 @@ def bench_push(root: Path, megabytes: float) -> dict[str, Any]:
         "peak_rss_after_mb": round(rss_after / 1024, 1),
         "peak_rss_growth_mb": round((rss_after - rss_before) / 1024, 1),
         "status_during_push_max_s": round(max(status_times), 3) if status_times else None,
+        "garbage_512_lines_status": small_status,
+        "garbage_512_lines_reply_bytes": len(small_reply),
     }
 
 
