@@ -265,3 +265,30 @@ async def test_a_claimed_url_is_credited_only_to_the_key_it_belongs_to(
     assert row.received == 0  # not credited to b
     assert a.store.get_stored(doc(alice, "Not from b").id).origin == STRANGER_ORIGIN
     assert a.origin_of(None, b.url, "127.0.0.1") == "peer:127.0.0.1"
+
+
+# -- F6: bit rot is never served; the bad copy is set aside and fetched again ----
+
+
+async def test_a_rotten_object_is_quarantined_not_served_and_fetched_again(
+    make_node: MakeNode, alice: Identity
+) -> None:
+    a = await make_node("a")
+    b = await make_node("b")
+    c = await make_node("c")
+    good = doc(alice, "Clean water")
+    for node in (a, c):
+        node.store.put(good, now=NOW, origin="test")
+    rotten = good.to_bytes().replace(b"Clean water", b"Clean wafer")
+    with a.store.transaction() as db:  # one flipped byte on a's disk
+        db.execute("UPDATE objects SET raw = ? WHERE id = ?", (rotten, good.id))
+    result = await b.sync_with(a.url)
+    assert result.error is None and result.refused == 0
+    assert not b.store.has(good.id)  # nothing bad was served
+    assert (await a.status())["quarantined"] == 1 and not a.store.has(good.id)
+    assert all(p.faults == 0 for p in b.peers())
+    await a.sync_with(c.url)  # the next reconciliation fetches a good copy
+    assert a.store.get(good.id).to_bytes() == good.to_bytes()
+    assert (await a.status())["quarantined"] == 0
+    await b.sync_with(a.url)
+    assert b.store.has(good.id)

@@ -1,6 +1,7 @@
 """The object store's tables, its migrations, and the views it publishes.
 
-The tables (objects, tags, versions, tombstones, blocked_authors) are private to
+The tables (objects, tags, versions, tombstones, blocked_authors,
+quarantine) are private to
 `commons.storage.store`. Components that keep tables of their own in the same
 file (the word index, the peer table, declined ids) bring their own
 migrations through `ObjectStore.migrate` and may join with the read-only views
@@ -76,6 +77,8 @@ def _m1_objects(db: sqlite3.Connection) -> None:
 
 
 def _m2_confirmed_tombstones(db: sqlite3.Connection) -> None:
+    # A local block list; stored objects that stopped verifying (bit rot),
+    # moved aside so they are neither served nor counted as held.
     # A tombstone is "confirmed" once we saw the withdrawn object by the same
     # author as the retraction. Only a confirmed one may stop us asking peers
     # for an id: a stranger can sign a retraction naming anyone's object.
@@ -88,6 +91,12 @@ def _m2_confirmed_tombstones(db: sqlite3.Connection) -> None:
             at INTEGER NOT NULL
         );
         ALTER TABLE tombstones ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE quarantine (
+            id BLOB PRIMARY KEY,
+            raw BLOB NOT NULL,
+            reason TEXT NOT NULL,
+            at INTEGER NOT NULL
+        );
         """,
     )
 

@@ -290,13 +290,14 @@ class Node:
         self._publish()
 
     async def status(self) -> dict[str, Any]:
-        own_name, counts = await self.objects.facts(self.commons.public_key)
+        own_name, counts, quarantined = await self.objects.facts(self.commons.public_key)
         return status_view(
             name=self.name or own_name, url=self.url,
             public_key=self.commons.public_key, mirror=self.mirror,
             counts=counts, session=self.session,
             started_at=self._started_at, index=index_state(self._index_task),
             declined=len(self.objects.declined or ()), policy=self.policy,
+            quarantined=quarantined,
         )
 
     # -- peers (sync.api.NodeApi) ---------------------------------------------

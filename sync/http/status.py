@@ -75,6 +75,7 @@ def status_view(
     index: str,
     declined: int,
     policy: Policy,
+    quarantined: int = 0,
 ) -> dict[str, Any]:
     """The JSON of GET /status (and of the local API's `status`)."""
     return {
@@ -92,5 +93,6 @@ def status_view(
         "started_at": started_at,
         "index": index,
         "declined": declined,
+        "quarantined": quarantined,  # stored objects that stopped verifying, set aside
         "policy": policy.describe(),
     }

@@ -24,7 +24,7 @@ class StoreIO:
         self._generation = 0
         self._items: tuple[int, SortedItems] | None = None
         self._items_lock = asyncio.Lock()
-        self._facts: tuple[int, tuple[str | None, dict[str, int]]] | None = None
+        self._facts: tuple[int, tuple[str | None, dict[str, int], int]] | None = None
         self._facts_lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -84,12 +84,20 @@ class StoreIO:
         """Stored objects among `ids`, leaving out those by blocked authors."""
         def run() -> list[tuple[bytes, bytes]]:
             hidden = self.store.blocked_keys() | self.policy.block
-            return self.store.raw_objects(ids, skip_authors=hidden)
+            rows = self.store.raw_objects(ids, skip_authors=hidden)
+            # Verified again before they leave: a flipped bit on disk must not make
+            # honest peers count us as a liar. A bad one is moved aside, and the
+            # next reconciliation fetches a good copy.
+            good, bad = self.store.verified_raw(rows)
+            for oid, reason in bad:
+                self.store.quarantine(oid, reason, now=self.clock())
+            return good
 
         return await asyncio.to_thread(run)
 
-    async def facts(self, author: bytes) -> tuple[str | None, dict[str, int]]:
-        """`author`'s display name and the count of each kind, as /status shows them.
+    async def facts(self, author: bytes) -> tuple[str | None, dict[str, int], int]:
+        """`author`'s display name, the count of each kind and of quarantined objects,
+        as /status shows them.
 
         Worked out in a thread and kept until the store changes, so pollers of
         /status cost the loop nothing and the store one query per change.
@@ -103,6 +111,7 @@ class StoreIO:
             if cache is not None and cache[0] == generation:
                 return cache[1]
             facts = await asyncio.to_thread(
-                lambda: (self.store.display_name(author), self.store.count_by_kind()))
+                lambda: (self.store.display_name(author), self.store.count_by_kind(),
+                         len(self.store.quarantined())))
             self._facts = (generation, facts)
             return facts
