@@ -118,6 +118,10 @@ def register(sub: Any) -> None:
 
     command(sub, "reindex", "commons.cli.ask:reindex", "rebuild the search indexes")
     register_blocks(sub)
+    p = command(sub, "check", "commons.cli.check:check",
+                "verify every stored object; --salvage saves those that verify")
+    p.add_argument("--salvage", metavar="FILE", help="write every object that verifies to FILE")
+    json_flag(p)
 
 
 def register_blocks(sub: Any) -> None:

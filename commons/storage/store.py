@@ -104,6 +104,22 @@ def load_trusted(raw: bytes) -> SignedObject:
 _ANY_TIME = 2**40
 
 
+def unusable(path: Path, exc: sqlite3.Error) -> str:
+    """One line on why a store cannot be used, and the way out."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return (f"{path} cannot be written ({text}): the file or its directory is read-only,"
+                " or the home belongs to another user; run as its owner or choose another"
+                " --home")
+    if "unable to open" in text:
+        return (f"{path} cannot be opened ({text}): check that its directory exists and is"
+                " yours, or choose another --home")
+    if "locked" in text or "busy" in text:
+        return f"{path} is busy ({text}); another program holds it, try again in a moment"
+    return (f"{path} is damaged ({text}); `commons check --salvage FILE` saves every object"
+            " that still verifies, for `commons import` into a fresh --home")
+
+
 def prefix_range(prefix: str) -> tuple[bytes, bytes]:
     """The id range [low, high] that a hex prefix of 8 or more characters covers."""
     text = prefix.strip().lower()
@@ -117,19 +133,26 @@ class ObjectStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
         self._lock = threading.RLock()
         self._listeners: list[Callable[[Event], None]] = []
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        # Retracted content must not linger in free pages of the file.
-        self._db.execute("PRAGMA secure_delete=ON")
-        self._migrate()
-        with self._lock:
-            execute_script(self._db, VIEWS)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(unusable(self.path, exc)) from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            # Retracted content must not linger in free pages of the file.
+            self._db.execute("PRAGMA secure_delete=ON")
+            self._migrate()
+            with self._lock:
+                execute_script(self._db, VIEWS)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(unusable(self.path, exc)) from None
 
     # -- plumbing -------------------------------------------------------------
 
