@@ -17,6 +17,7 @@ import hmac
 import inspect
 import json
 import logging
+import sqlite3
 import types
 import typing
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from commons.api import CommonsApi
-from commons.model.errors import AmbiguousId, CommonsError, NotFound
+from commons.model.errors import AmbiguousId, CommonsError, NotFound, StoreError
 from sync.api import NodeApi
 
 log = logging.getLogger(__name__)
@@ -209,8 +210,14 @@ class LocalApiServer:
             return _error(404, exc)
         except BadArguments as exc:
             return _error(400, exc, "CommonsError")
+        except StoreError as exc:  # ours, not the caller's: a damaged or full store
+            log.exception("local API call %s failed", method)
+            return _error(503, exc)
         except CommonsError as exc:
             return _error(400, exc)
+        except (sqlite3.Error, OSError) as exc:  # a full disk, a vanished index directory
+            log.exception("local API call %s failed", method)
+            return _error(503, f"the node cannot run {method} now: {exc}", "StoreError")
         except Exception as exc:  # a TypeError or KeyError inside the method is ours too
             log.exception("local API call %s failed", method)
             return _error(500, f"the node failed to run {method}: {exc}", "CommonsError")

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from commons.model.errors import StoreError
 from sync.gossip.intake import Intake
 from sync.gossip.session import PeerLimits
 from sync.protocol.auth import AuthError, Sender, verify_request
@@ -110,6 +112,9 @@ async def _our_faults(request: web.Request, handler: Handler) -> web.StreamRespo
     except LocalProtocolError as exc:
         log.exception("answering %s failed on our side", request.path)
         return _error(500, f"this node failed to answer {request.path}: {exc}")
+    except (sqlite3.Error, OSError, StoreError) as exc:  # a full disk, a damaged store
+        log.exception("answering %s failed: the store is unavailable", request.path)
+        return _error(503, f"this node cannot use its store now ({exc}); try again later")
 
 
 # Requests that change what a node holds must be signed (sync.protocol.auth);
