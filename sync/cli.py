@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from commons.cli import Context, command, json_flag
@@ -18,6 +20,7 @@ from sync.gossip.policy import Policy
 
 if TYPE_CHECKING:
     from sync.http.node import Node
+    from sync.web import WebConfig
 
 DEFAULT_LISTEN = "127.0.0.1:7400"
 MIRROR_LISTEN = "0.0.0.0:7400"
@@ -54,6 +57,15 @@ def _node_flags(parser: argparse.ArgumentParser, *, name: bool = True) -> None:
     )
     if name:
         parser.add_argument("--name", help="this node's public name in its peer record")
+    web = parser.add_argument_group("web pages")
+    web.add_argument("--web-answers", type=int, default=None, metavar="N",
+                     help="answers computed at once (default: the number of CPUs)")
+    web.add_argument("--web-queue", type=int, default=None, metavar="N",
+                     help="answers waiting for a turn before 503 (default: 4 per CPU)")
+    web.add_argument("--web-rate", type=float, default=30.0, metavar="PER_MINUTE",
+                     help="questions and searches per minute from one address (default 30)")
+    parser.add_argument("--no-discovery", dest="discovery", action="store_false",
+                        help="neither announce this node nor look for others on the LAN (mDNS)")
 
 
 def register(sub: Any) -> None:
@@ -61,6 +73,8 @@ def register(sub: Any) -> None:
     p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
     p.add_argument("--peer", action="append", default=[], dest="peers", help="a peer URL")
     p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
+    p.add_argument("--web", action="store_true",
+                   help="also serve the read-only web pages (library, search, answers)")
     _node_flags(p)
 
     p = command(sub, "mirror", "sync.cli:mirror", "run an always-on community mirror")
@@ -69,6 +83,8 @@ def register(sub: Any) -> None:
     p.add_argument("--policy", metavar="FILE", help="the accept policy (JSON)")
     p.add_argument("--name", help="the mirror's public name")
     p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
+    p.add_argument("--web", action="store_true",
+                   help="also serve the read-only web pages (library, search, answers)")
     _node_flags(p, name=False)
 
     peers = command(sub, "peers", "sync.cli:peers_ls", "list, add or remove peers")
@@ -111,9 +127,30 @@ def _run(args: argparse.Namespace, ctx: NodeContext, *, mirror: bool) -> int:
             name=getattr(args, "name", None),
             mirror=mirror,
             advertise=args.advertise,
+            web=_web_config(args, ctx),
         )
         asyncio.run(_serve(node))
     return 0
+
+
+def _web_config(args: argparse.Namespace, ctx: NodeContext) -> WebConfig | None:
+    if not args.web:
+        return None
+    from sync.web import GateLimits, WebConfig
+
+    cpus = os.cpu_count() or 1
+    answers = args.web_answers if args.web_answers is not None else cpus
+    queue = args.web_queue if args.web_queue is not None else 4 * answers
+    if answers < 1 or queue < 0 or args.web_rate <= 0:
+        raise CommonsError("--web-answers must be 1 or more, --web-queue 0 or more and"
+                           " --web-rate a positive number")
+    llm = ctx.settings.llm
+    return WebConfig(
+        limits=GateLimits(concurrency=answers, queue=queue, per_minute=args.web_rate,
+                          burst=max(3, round(args.web_rate / 6))),
+        clock=time.monotonic,
+        llm={"llm": llm.url, "model": llm.model, "gguf": llm.gguf, "llm_key": llm.key},
+    )
 
 
 async def _serve(node: Node) -> None:
@@ -123,7 +160,9 @@ async def _serve(node: Node) -> None:
         await node.stop()
         raise CommonsError(f"cannot listen on {node.host}:{node.port}: {exc.strerror}") from exc
     what = "mirror" if node.mirror else "node"
-    print(f"{what} serving at {node.url} (local API {node.api_url}); Ctrl-C stops it", flush=True)
+    pages = f"; web pages at {node.url}/" if node.web is not None else ""
+    print(f"{what} serving at {node.url} (local API {node.api_url}){pages}; Ctrl-C stops it",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

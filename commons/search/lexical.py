@@ -89,6 +89,17 @@ class Scored:
 
 
 @dataclass(frozen=True)
+class Snippet:
+    """A passage found by words, with a marked-up snippet of its text."""
+
+    doc: bytes
+    position: int
+    start: int
+    end: int
+    snippet: str
+
+
+@dataclass(frozen=True)
 class Passages:
     """A document's passages, as they are to be written."""
 
@@ -288,3 +299,20 @@ class LexicalIndex:
             int(r[0]): ChunkRow(int(r[0]), bytes(r[1]), bytes(r[2]), r[3], r[4], r[5], r[6], r[7])
             for r in rows
         }
+
+    def snippets(self, text: str, n: int, *, mark_open: str, mark_close: str) -> list[Snippet]:
+        """Passages matching `text` by BM25, best first, each with a snippet of its
+        text in which matched words sit between `mark_open` and `mark_close`."""
+        query = match_query(text)
+        if query is None or n <= 0:
+            return []
+        where, params = self._filter_sql(NO_FILTERS)
+        rows = self.store.query(
+            "SELECT c.doc, c.position, c.start_char, c.end_char,"
+            " snippet(index_fts, 1, ?, ?, '…', 24) FROM index_fts"
+            " JOIN index_chunks c ON c.id = index_fts.rowid"
+            f" WHERE index_fts MATCH ? AND {where}"
+            " ORDER BY bm25(index_fts, ?, ?) LIMIT ?",
+            [mark_open, mark_close, query, *params, TITLE_WEIGHT, TEXT_WEIGHT, n],
+        )
+        return [Snippet(bytes(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]

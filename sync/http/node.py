@@ -46,6 +46,9 @@ from sync.http.store_io import StoreIO
 from sync.protocol.auth import Sender
 from sync.protocol.negentropy import SortedItems
 
+if TYPE_CHECKING:
+    from sync.web import WebConfig
+
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
@@ -71,6 +74,7 @@ class Node:
         offer_fanout: int = 2,
         max_outbound: int = 8,
         eager: bool = True,
+        web: WebConfig | None = None,
     ) -> None:
         self.commons = commons
         self.store = commons.store
@@ -81,6 +85,7 @@ class Node:
         self.round_interval = round_interval
         self.name = name
         self.mirror = mirror
+        self.web = web  # serve the read-only web pages beside gossip
         self.url: str = startup.http_url(self.host, self.port)
         self.api_url: str | None = None
         self.session = GossipSession(self.policy, own_key=commons.public_key, fanout=fanout,
@@ -145,7 +150,12 @@ class Node:
     async def start(self) -> None:
         """Bind, publish our peer record, write node.json, and start gossiping."""
         await self._prepare()
-        self.port = await startup.serve_app(build_app(self), self.host, self.port, self._runners)
+        app = build_app(self)
+        if self.web is not None:
+            from sync.web import mount
+
+            mount(app, self, self.web)
+        self.port = await startup.serve_app(app, self.host, self.port, self._runners)
         self.url, own = startup.own_urls(self.host, self.port, self._advertise)
         self.session.table.set_own_urls(own)
         assert self._client is not None
