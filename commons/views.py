@@ -63,7 +63,8 @@ def library_view(commons: Commons, *, name: str | None) -> JSON:
 
 def ask_view(api: LocalApi, question: str, *, llm: dict[str, str | None]) -> JSON:
     """The same answer `commons ask` gives (through the same API call), with links."""
-    result = api.ask(question, **llm)
+    result = api.ask(question, llm=llm.get("llm"), model=llm.get("model"),
+                     gguf=llm.get("gguf"), llm_key=llm.get("llm_key"))
     for c in result["citations"]:
         c["author_label"] = author_label(c["author"], c["author_name"])
         c["short_id"] = short_id(c["id"])
@@ -130,10 +131,10 @@ def _versions(commons: Commons, stored: Stored) -> list[JSON]:
     first = stored.obj.id
     seen = {first}
     while True:  # back to the first version
-        content = by_id[first].obj.content if first in by_id else None
-        if not isinstance(content, Document) or content.replaces not in by_id:
+        previous = by_id[first].obj.content if first in by_id else None
+        if not isinstance(previous, Document) or previous.replaces not in by_id:
             break
-        first = content.replaces
+        first = previous.replaces
         if first in seen:
             break
         seen.add(first)
@@ -143,8 +144,8 @@ def _versions(commons: Commons, stored: Stored) -> list[JSON]:
     if len(chain) < 2:
         return []
     return [
-        {"id": oid.hex(), "short_id": short_id(oid.hex()), "date": fmt_date(by_id[oid].obj.created_at),
-         "current": oid == stored.obj.id}
+        {"id": oid.hex(), "short_id": short_id(oid.hex()),
+         "date": fmt_date(by_id[oid].obj.created_at), "current": oid == stored.obj.id}
         for oid in reversed(chain) if oid in by_id
     ]
 
@@ -156,7 +157,8 @@ def _window(body: str, start: int | None, end: int | None, offset: int | None) -
         low = max(0, min(start - BODY_WINDOW_CHARS // 4, size - BODY_WINDOW_CHARS))
         high = min(size, max(end, low + BODY_WINDOW_CHARS))
         end = min(end, high)
-        parts = {"before": body[low:start], "passage": body[start:end], "after": body[end:high]}
+        parts: JSON = {"before": body[low:start], "passage": body[start:end],
+                       "after": body[end:high]}
     else:
         low = max(0, min(offset or 0, size))
         high = min(size, low + BODY_WINDOW_CHARS)

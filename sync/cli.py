@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace, ctx: NodeContext, *, mirror: bool) -> int:
             name=getattr(args, "name", None),
             mirror=mirror,
             advertise=args.advertise,
-            web=_web_config(args, ctx),
+            web_pages=_web_config(args, ctx),
         )
         asyncio.run(_serve(node))
     return 0
@@ -145,11 +145,11 @@ def _web_config(args: argparse.Namespace, ctx: NodeContext) -> WebConfig | None:
         raise CommonsError("--web-answers must be 1 or more, --web-queue 0 or more and"
                            " --web-rate a positive number")
     llm = ctx.settings.llm
-    return WebConfig(
-        limits=GateLimits(concurrency=answers, queue=queue, per_minute=args.web_rate,
-                          burst=max(3, round(args.web_rate / 6))),
-        clock=time.monotonic,
-        llm={"llm": llm.url, "model": llm.model, "gguf": llm.gguf, "llm_key": llm.key},
+    return WebConfig.build(
+        GateLimits(concurrency=answers, queue=queue, per_minute=args.web_rate,
+                   burst=max(3, round(args.web_rate / 6))),
+        time.monotonic,
+        {"llm": llm.url, "model": llm.model, "gguf": llm.gguf, "llm_key": llm.key},
     )
 
 
@@ -160,7 +160,7 @@ async def _serve(node: Node) -> None:
         await node.stop()
         raise CommonsError(f"cannot listen on {node.host}:{node.port}: {exc.strerror}") from exc
     what = "mirror" if node.mirror else "node"
-    pages = f"; web pages at {node.url}/" if node.web is not None else ""
+    pages = f"; web pages at {node.url}/" if node.web_pages is not None else ""
     print(f"{what} serving at {node.url} (local API {node.api_url}){pages}; Ctrl-C stops it",
           flush=True)
     stop = asyncio.Event()

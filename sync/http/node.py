@@ -74,7 +74,7 @@ class Node:
         offer_fanout: int = 2,
         max_outbound: int = 8,
         eager: bool = True,
-        web: WebConfig | None = None,
+        web_pages: WebConfig | None = None,
     ) -> None:
         self.commons = commons
         self.store = commons.store
@@ -85,7 +85,7 @@ class Node:
         self.round_interval = round_interval
         self.name = name
         self.mirror = mirror
-        self.web = web  # serve the read-only web pages beside gossip
+        self.web_pages = web_pages  # serve the read-only web pages beside gossip
         self.url: str = startup.http_url(self.host, self.port)
         self.api_url: str | None = None
         self.session = GossipSession(self.policy, own_key=commons.public_key, fanout=fanout,
@@ -151,10 +151,10 @@ class Node:
         """Bind, publish our peer record, write node.json, and start gossiping."""
         await self._prepare()
         app = build_app(self)
-        if self.web is not None:
+        if self.web_pages is not None:
             from sync.web import mount
 
-            mount(app, self, self.web)
+            mount(app, self, self.web_pages)
         self.port = await startup.serve_app(app, self.host, self.port, self._runners)
         self.url, own = startup.own_urls(self.host, self.port, self._advertise)
         self.session.table.set_own_urls(own)

@@ -22,8 +22,8 @@ import jinja2
 from aiohttp import web
 
 from commons import views
-from commons.api import LocalApi
 from commons.answers.ask import MAX_QUESTION_CHARS
+from commons.api import LocalApi
 from commons.model.errors import CommonsError, NotFound
 from commons.service import Commons
 from sync.web.gate import AnswerGate, Busy, Clock, GateLimits
@@ -39,9 +39,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+GOSSIP_PATHS = ("/sync/", "/status")
 # Languages written right to left: the page follows the browser's first choice.
 RTL_LANGUAGES = {"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ku", "ps", "sd", "ug", "ur", "yi"}
-GATE_KEY = web.AppKey("commons_web_gate", AnswerGate)
 
 
 class WebNode(Protocol):
@@ -57,9 +57,14 @@ class WebNode(Protocol):
 
 @dataclass(frozen=True)
 class WebConfig:
-    limits: GateLimits
-    clock: Clock  # monotonic seconds, for rate limits and answer timing
+    gate: AnswerGate  # the bounds on answers, shared by every request
     llm: dict[str, str | None]  # the generator of answers, as `commons ask` takes it
+
+    @classmethod
+    def build(cls, limits: GateLimits, clock: Clock,
+              llm: dict[str, str | None] | None = None) -> WebConfig:
+        """`clock` gives monotonic seconds, for rate limits and answer timing."""
+        return cls(AnswerGate(limits, clock), dict(llm or {}))
 
 
 def mount(app: web.Application, node: WebNode, config: WebConfig) -> None:
@@ -70,10 +75,8 @@ def mount(app: web.Application, node: WebNode, config: WebConfig) -> None:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    gate = AnswerGate(config.limits, config.clock)
-    app[GATE_KEY] = gate
-    pages = Pages(node, config, gate)
-    app.middlewares.append(_headers)
+    pages = Pages(node, config, config.gate)
+    app.middlewares.append(pages.headers)
     for path, handler in (
         ("/", pages.home), ("/ask", pages.ask), ("/search", pages.search),
         ("/doc/{id}", pages.document), ("/author/{key}", pages.author),
@@ -81,17 +84,6 @@ def mount(app: web.Application, node: WebNode, config: WebConfig) -> None:
         ("/static/commons.css", pages.stylesheet),
     ):
         app.router.add_get(path, handler)
-
-
-@web.middleware
-async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers.update(SECURITY_HEADERS)
-        raise
-    response.headers.update(SECURITY_HEADERS)
-    return response
 
 
 def direction(accept_language: str) -> tuple[str, str]:
@@ -113,6 +105,22 @@ class Pages:
         self.gate = gate
         self.api = LocalApi(node.commons)
         self._css = resources.files("sync.web").joinpath("static/commons.css").read_bytes()
+
+    @web.middleware
+    async def headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The security headers on every response; a page for any unknown address."""
+        try:
+            response = await handler(request)
+        except web.HTTPNotFound:
+            if request.method != "GET" or request.path.startswith(GOSSIP_PATHS):
+                raise
+            response = await self._error(request, 404, "there is no such page here; start"
+                                         " from the library at /")
+        except web.HTTPException as exc:
+            exc.headers.update(SECURITY_HEADERS)
+            raise
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     async def _render(self, request: web.Request, template: str, page: dict[str, Any],
                       *, status: int = 200, title: str = "") -> web.Response:
@@ -144,7 +152,7 @@ class Pages:
             return await self._error(request, 400, str(exc))
 
     def _rate_limited(self, request: web.Request) -> float:
-        return self.gate.rates.admit(request.remote or "unknown", self.config.clock())
+        return self.gate.rates.admit(request.remote or "unknown", self.gate.clock())
 
     async def _too_fast(self, request: web.Request, wait: float) -> web.Response:
         seconds = max(1, round(wait))
