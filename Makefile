@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install run test lint bench clean tmux
+.PHONY: install run test lint bench clean tmux browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,19 @@ tmux:
 	  (apt-get update -qq && apt-get install -y -qq tmux >/dev/null) || \
 	  echo "could not install tmux; the tmux test will be skipped"; }
 
+# The browser tests drive Debian's chromium through chromedriver; the discovery
+# test needs iproute2 (network namespaces).
+browser:
+	@{ command -v chromium && command -v chromedriver && command -v ip; } >/dev/null 2>&1 || { \
+	  echo "installing chromium chromium-driver iproute2 (needed by the web tests)"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver iproute2 \
+	    >/dev/null) || echo "could not install chromium; the browser tests will be skipped"; }
+
 run: install
 	$(BIN)/commons init
 	$(BIN)/commons
 
-test: install tmux
+test: install tmux browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install

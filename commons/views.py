@@ -8,6 +8,7 @@ name is a stranger's text and stays text.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from commons.display import author_label, fmt_date, short_id, short_key
@@ -31,6 +32,7 @@ BODY_WINDOW_CHARS = 10_000
 # FTS5 snippet markers: control characters no document or title may hold.
 MARK_OPEN = "\x02"
 MARK_CLOSE = "\x03"
+_CITE = re.compile(r"\[(\d{1,3})\]")
 
 
 def _doc_item(stored: Stored, names: dict[bytes, str]) -> JSON:
@@ -61,6 +63,24 @@ def library_view(commons: Commons, *, name: str | None) -> JSON:
     }
 
 
+def cite_segments(answer: str, numbers: set[int]) -> list[JSON]:
+    """The answer as segments [{"text", "cite"}], `cite` the number of a [n] marker
+    that points at a citation (None for plain text), so a page can link it."""
+    segments: list[JSON] = []
+    last = 0
+    for match in _CITE.finditer(answer):
+        n = int(match.group(1))
+        if n not in numbers:
+            continue
+        if match.start() > last:
+            segments.append({"text": answer[last:match.start()], "cite": None})
+        segments.append({"text": match.group(0), "cite": n})
+        last = match.end()
+    if last < len(answer):
+        segments.append({"text": answer[last:], "cite": None})
+    return segments
+
+
 def ask_view(api: LocalApi, question: str, *, llm: dict[str, str | None]) -> JSON:
     """The same answer `commons ask` gives (through the same API call), with links."""
     result = api.ask(question, llm=llm.get("llm"), model=llm.get("model"),
@@ -70,6 +90,7 @@ def ask_view(api: LocalApi, question: str, *, llm: dict[str, str | None]) -> JSO
         c["short_id"] = short_id(c["id"])
         c["verified"] = True  # the store verifies every object before it keeps it
     result["question"] = question
+    result["segments"] = cite_segments(result["answer"], {c["n"] for c in result["citations"]})
     return result
 
 

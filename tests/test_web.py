@@ -345,3 +345,10 @@ async def test_gate_queues_then_turns_away() -> None:
     release.set()
     await asyncio.gather(first, second)
     assert gate.counts() == {"running": 0, "waiting": 0, "turned_away": 1}
+
+
+async def test_citation_markers_link_to_their_sources(site: Site) -> None:
+    _, html, _ = await site.get("/ask?q=" + quote("How do I run a community mirror?"))
+    page = scan(html)
+    anchors = [v for n, v in page.attrs if n == "href" and v.startswith("#cite-")]
+    assert anchors and all(a[1:] in page.ids for a in anchors)
