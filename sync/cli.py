@@ -128,6 +128,7 @@ def _run(args: argparse.Namespace, ctx: NodeContext, *, mirror: bool) -> int:
             mirror=mirror,
             advertise=args.advertise,
             web_pages=_web_config(args, ctx),
+            discovery=args.discovery,
         )
         asyncio.run(_serve(node))
     return 0

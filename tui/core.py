@@ -517,6 +517,7 @@ class PeerRow:
     received: int
     failures: int = 0
     mirror: bool = False
+    discovered: bool = False  # announced itself on the LAN; not yet proven by key
 
     @classmethod
     def from_info(cls, info: Any) -> PeerRow:
@@ -536,10 +537,12 @@ class PeerRow:
             received=int(get("received", 0) or 0),
             failures=int(get("failures", 0) or 0),
             mirror=bool(get("mirror", False)),
+            discovered=get("source") == "discovered",
         )
 
     def cells(self, now: float) -> list[str]:
-        name = (self.name or "-") + (" (mirror)" if self.mirror else "")
+        name = (self.name or "-") + (" (mirror)" if self.mirror else "") + (
+            " (found on LAN)" if self.discovered else "")
         return [
             self.url,
             name,

@@ -30,7 +30,7 @@ BACKOFF_BASE = 1.0  # seconds after the first failure
 BACKOFF_CAP = 300.0
 NEW_HEALTH = 0.5
 
-SOURCES = ("bootstrap", "manual", "record")
+SOURCES = ("bootstrap", "manual", "record", "discovered")  # discovered: LAN (mDNS)
 STATES = ("active", "dropped", "removed")
 
 

@@ -265,6 +265,20 @@ class GossipSession:
         self._notice("peer", f"added {peer.url}", peer.url)
         return peer
 
+    def discovered(self, url: str, *, key: str, name: str | None, mirror: bool,
+                   now: int) -> bool:
+        """A node announced itself on the LAN: a candidate peer, not yet proven to hold
+        `key`. True if it is new to the table."""
+        if self.policy.blocks_peer(normalise_url(url)):
+            return False
+        known = url in {p.url for p in self.table.all()}
+        peer = self.table.add(url, source="discovered", now=now, name=name, mirror=mirror,
+                              key=key)
+        if peer is None or known:
+            return False
+        self._notice("peer", f"discovered {peer.url} on the LAN", peer.url)
+        return True
+
     def remove_peer(self, url: str) -> bool:
         removed = self.table.remove(url)
         if removed:

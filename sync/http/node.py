@@ -47,6 +47,7 @@ from sync.protocol.auth import Sender
 from sync.protocol.negentropy import SortedItems
 
 if TYPE_CHECKING:
+    from sync.discovery import Discovery, Found
     from sync.web import WebConfig
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Node:
         max_outbound: int = 8,
         eager: bool = True,
         web_pages: WebConfig | None = None,
+        discovery: bool = False,
     ) -> None:
         self.commons = commons
         self.store = commons.store
@@ -86,6 +88,8 @@ class Node:
         self.name = name
         self.mirror = mirror
         self.web_pages = web_pages  # serve the read-only web pages beside gossip
+        self.discovery = discovery  # announce and look for nodes on the LAN (mDNS)
+        self._discovery: Discovery | None = None
         self.url: str = startup.http_url(self.host, self.port)
         self.api_url: str | None = None
         self.session = GossipSession(self.policy, own_key=commons.public_key, fanout=fanout,
@@ -187,6 +191,8 @@ class Node:
             "public_key": self.commons.public_key.hex(),
             "mirror": self.mirror,
         })
+        if self.discovery:
+            await self._start_discovery()
         self.session.live = True
         self._tasks.append(asyncio.create_task(self._gossip_loop()))
         if self.eager:
@@ -200,6 +206,10 @@ class Node:
             return
         self._stopped = True
         self.session.live = False
+        if self._discovery is not None:
+            with contextlib.suppress(Exception):
+                await self._discovery.stop()
+            self._discovery = None
         for task in self._tasks:
             task.cancel()
         pending: list[asyncio.Future[Any]] = [
@@ -224,6 +234,30 @@ class Node:
             await self._http.close()
             self._http = None
         self.events.emit("stopped", "the node stopped")
+
+    async def _start_discovery(self) -> None:
+        from sync.discovery import Discovery, lan_addresses
+
+        addresses = lan_addresses(self.host, self._advertise)
+        if not addresses:
+            log.info("not announcing on the LAN: %s listens on no LAN address", self.url)
+            return
+        self._discovery = Discovery(
+            key=self.commons.public_key.hex(), name=self.name, mirror=self.mirror,
+            port=self.port, addresses=addresses, on_found=self._on_discovered)
+        try:
+            await self._discovery.start()
+        except OSError as exc:  # no multicast on this network: gossip works without it
+            log.warning("LAN discovery is off: %s", exc)
+            self._discovery = None
+            return
+        self.events.emit("started", f"announcing {', '.join(addresses)} on the LAN")
+
+    def _on_discovered(self, found: Found) -> None:
+        if self.session.discovered(found.url, key=found.key, name=found.name,
+                                   mirror=found.mirror, now=self.clock()):
+            self._spawn(self._save_peers())
+        self._publish()
 
     async def index_ready(self) -> None:
         """Wait until the search index has caught up (if there is one)."""
