@@ -172,7 +172,8 @@ def test_a_discovered_address_is_a_candidate_the_policy_can_refuse() -> None:
     from sync.gossip.policy import Policy
     from sync.gossip.session import GossipSession
 
-    session = GossipSession(Policy(), own_key=bytes.fromhex(KEY))
+    session = GossipSession(Policy(block_peers=frozenset({"10.0.0.7"})),
+                            own_key=bytes.fromhex(KEY))
     session.load_peers([], bootstrap=[], records=[], now=0)
     assert session.discovered("http://10.0.0.5:7400", key="cd" * 32, name="n", mirror=False,
                               now=1)
@@ -180,5 +181,7 @@ def test_a_discovered_address_is_a_candidate_the_policy_can_refuse() -> None:
                                   mirror=False, now=2)  # already known: no new notice
     assert not session.discovered("http://10.0.0.9:7400", key=KEY, name="me", mirror=False,
                                   now=3)  # ourselves
+    assert not session.discovered("http://10.0.0.7:7400", key="ef" * 32, name="spam",
+                                  mirror=True, now=4)  # blocked by the policy
     [peer] = session.table.all()
     assert peer.source == "discovered" and peer.key == "cd" * 32
