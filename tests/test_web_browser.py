@@ -7,6 +7,7 @@ the DOM, never on pixels.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -40,7 +41,16 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
     root = tmp_path_factory.mktemp("browser")
     spawn = peers_in(root)
     make: Callable[[str], Peer] = next(spawn)
-    peer = make("school").start(command="mirror", extra=("--web", "--web-rate", "6000"))
+    # A module's fixture starts before the suite's autouse one isolates the
+    # environment: give the process the same isolation here.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HOME", str(root))
+        env.setenv("COMMONS_EMBEDDER", os.environ.get("COMMONS_TEST_EMBEDDER", "fake"))
+        env.delenv("COMMONS_HOME", raising=False)
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            env.setenv(name, "1")
+        env.setenv("ANONYMIZED_TELEMETRY", "False")
+        peer = make("school").start(command="mirror", extra=("--web", "--web-rate", "6000"))
     yield peer
     peer.stop()
     with pytest.raises(StopIteration):
