@@ -145,12 +145,12 @@ def _web_config(args: argparse.Namespace, ctx: NodeContext) -> WebConfig | None:
     if answers < 1 or queue < 0 or args.web_rate <= 0:
         raise CommonsError("--web-answers must be 1 or more, --web-queue 0 or more and"
                            " --web-rate a positive number")
-    llm = ctx.settings.llm
+    url, model, gguf = ctx.settings.llm.choose(None, None, None)  # as `commons ask` with no flags
     return WebConfig.build(
         GateLimits(concurrency=answers, queue=queue, per_minute=args.web_rate,
                    burst=max(3, round(args.web_rate / 6))),
         time.monotonic,
-        {"llm": llm.url, "model": llm.model, "gguf": llm.gguf, "llm_key": llm.key},
+        {"llm": url, "model": model, "gguf": gguf, "llm_key": ctx.settings.llm.key},
     )
 
 
