@@ -139,6 +139,9 @@ def ask(args: argparse.Namespace, ctx: Context) -> int:
         print_json(result)
     else:
         print(format_answer(result))
+        note = (result.get("index") or {}).get("note")
+        if note:
+            print(f"\n({note})")
     return 0
 
 

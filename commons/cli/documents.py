@@ -17,9 +17,14 @@ from commons.model.errors import CommonsError, IngestError
 
 def init(args: argparse.Namespace, ctx: Context) -> int:
     existed = ctx.paths.exists()
+    from commons.api import LocalApi
+    from commons.cli.ask import indexing
+
     with ctx.init_commons(name=args.name) as commons:
         who = commons.whoami()
         docs = commons.store.count("document")
+        with indexing(LocalApi(commons)):  # the first question need not wait for it
+            pass
     verb = "uses" if existed else "created"
     print(f"{verb} home {who['home']}")
     print(f"your key:  {who['public_key']}")
