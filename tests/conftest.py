@@ -35,6 +35,16 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session")
+def onnx_cache(model_cache: Path) -> Path:
+    """The cache directory (as $COMMONS_CACHE) with the model exported to ONNX in it."""
+    from commons.search.onnx import ensure_onnx
+
+    cache = model_cache / "commons"
+    ensure_onnx(cache)
+    return cache
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, model_cache: Path
