@@ -35,7 +35,7 @@ def measure(argv: list[str], env: dict[str, str], runs: int) -> dict[str, float]
     walls, peaks = [], []
     for _ in range(runs):
         # A fresh interpreter per run, reporting its own peak RSS.
-        wrapped = [sys.executable, "-c", RSS_WRAPPER, *argv[1:]]
+        wrapped = [sys.executable, "-c", RSS_WRAPPER, *argv[3:]]  # argv: python -m tui ...
         start = time.perf_counter()
         result = subprocess.run(wrapped, capture_output=True, text=True, env=env, timeout=600)
         walls.append(time.perf_counter() - start)
