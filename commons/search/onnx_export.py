@@ -26,11 +26,9 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 def export_onnx(model_path: str, target: Path) -> None:
     """Write the transformer of the model at `model_path` (its last hidden state) to `target`."""
-    # Set before transformers is imported: it reads them once, at import.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from commons.search.embedding import _offline
+
+    _offline()  # before transformers is imported: it reads the hub settings once
     try:
         import torch
         import transformers
