@@ -14,6 +14,8 @@ SHELL := /bin/bash
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH) -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	# Export the embedding model to ONNX once, into the user's cache (fast start).
+	$(BIN)/python -m commons.search.onnx_export "$${COMMONS_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/commons}"
 	touch $(STAMP)
 
 install: $(STAMP)

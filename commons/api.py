@@ -80,15 +80,17 @@ class LocalApi:
         with many files uses this. Outside it, `add` returns once the document is
         searchable.
         """
-        index = self.commons.search_index()
+        index = self.commons.search_index(dense=False)
         self._deferred += 1
         with index.held():  # else each add's event would wake the worker to index it alone
             try:
                 yield
             finally:
                 self._deferred -= 1
-                if not self._deferred:
-                    index.sync()
+            # Not on an error or Ctrl-C: what was stored stays stored and searchable
+            # by words, and its vectors are made on the next start.
+            if not self._deferred:
+                index.sync()
 
     def whoami(self) -> JSON:
         return self.commons.whoami()
@@ -102,7 +104,8 @@ class LocalApi:
         licence: str,
         replaces: str | None,
     ) -> JSON:
-        index = self.commons.search_index()  # open it first, so the add's event reaches it
+        # Open it first, so the add's event reaches it; never wait for a backlog.
+        index = self.commons.search_index(dense=False)
         obj, result = self.commons.add_document(
             title=title or extracted.title,
             body=extracted.body,
@@ -111,8 +114,9 @@ class LocalApi:
             licence=licence,
             replaces=replaces,
         )
-        if not self._deferred:
-            index.sync()  # searchable when add returns
+        index.sync_words()  # searchable by words when add returns
+        if not self._deferred and result is PutResult.ADDED:
+            index.embed_now([obj.id])  # and by meaning, ahead of any backlog from peers
         stored = self.commons.store.get_stored(obj.id)
         out = summary(stored, self.commons.store.display_names())
         out["status"] = "added" if result is PutResult.ADDED else "duplicate"
@@ -152,12 +156,15 @@ class LocalApi:
         llm_key: str | None = None,
     ) -> JSON:
         """{"answer", "citations": [{n, id, title, author, author_name, origin, passage,
-        score, page, start, end}], "abstained"}; start/end are offsets in the body."""
+        score, page, start, end}], "abstained", "index": {documents, dense, complete, rate,
+        note}}; start/end are offsets in the body; `index.note` is the line to show when
+        the answer comes from a partial dense index."""
         from commons.answers.generators import make_generator
 
         generator = make_generator(llm, model, gguf, api_key=llm_key)
+        state = self.commons.index_state()  # what the answer can draw on
         answer = self.commons.ask(question, k=k, authors=authors, tags=tags, generator=generator)
-        return answer.to_json()
+        return {**answer.to_json(), "index": state.to_json()}
 
     def reindex(self) -> JSON:
         return self.commons.reindex()

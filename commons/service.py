@@ -35,7 +35,7 @@ from commons.storage.store import ObjectStore, PutResult, Stored
 if TYPE_CHECKING:
     from commons.answers.extractive import Answer, Generator
     from commons.search.embedding import Embedder
-    from commons.search.indexer import Progress, SearchIndex
+    from commons.search.indexer import DenseState, Progress, SearchIndex
     from commons.search.vectors import VectorFactory
 
 log = logging.getLogger(__name__)
@@ -406,23 +406,33 @@ class Commons:
                 self._index = None
                 self._index_ready.clear()
 
-    def search_index(self) -> SearchIndex:
+    def search_index(self, *, dense: bool = True) -> SearchIndex:
         """The search index, opened on first call and then kept up with the store.
 
-        The first call indexes whatever is stored but not indexed; after that,
-        store events keep it current from a worker thread. Safe from any thread.
+        Every stored document is searchable by words when it returns. With
+        `dense` (the default), every one is searchable by meaning too: this waits
+        for the embedding backlog. Without it, vectors fill in behind, from a
+        worker thread; `index_state()` says how far they are. Safe from any thread.
         """
         index, opened = self._open_index()
         if opened:
             try:
-                index.sync()
+                index.sync_words()
             finally:
                 self._index_ready.set()
+            index.wake()  # embed whatever has words but no vectors yet
         else:
             # Another thread opened it and may still be catching up; answering
             # from a half-built index would wrongly say nothing matches.
             self._index_ready.wait()
+            index.sync_words()
+        if dense:
+            index.sync_dense()
         return index
+
+    def index_state(self) -> DenseState:
+        """How many documents are searchable by meaning, of all those searchable by words."""
+        return self.search_index(dense=False).state()
 
     def set_index_progress(self, progress: Progress | None) -> None:
         """Report indexing work (passages embedded) to `progress`, from whichever thread."""

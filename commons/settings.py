@@ -26,6 +26,7 @@ ENV_LLM_KEY = "COMMONS_LLM_API_KEY"
 ENV_LLM_URL = "COMMONS_LLM_URL"
 ENV_LLM_MODEL = "COMMONS_LLM_MODEL"
 ENV_INDEX_URL = "COMMONS_INDEX_URL"
+ENV_CACHE = "COMMONS_CACHE"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class LlmSettings:
 @dataclass(frozen=True)
 class Settings:
     home: Path
+    # Derived files (the exported embedding model); Settings.load reads it from the environment.
+    cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "commons")
     embedder: str = DEFAULT_EMBEDDER
     llm: LlmSettings = field(default_factory=LlmSettings)
     listen: str | None = None
@@ -90,6 +93,7 @@ class Settings:
         peers = flags.get("peers") or config.get("peers") or ()
         return cls(
             home=home,
+            cache=default_cache(environ, user_home=user_home),
             embedder=pick("embedder", ENV_EMBEDDER, config.get("embedder")) or DEFAULT_EMBEDDER,
             # An ask's own --llm/--model/--gguf are merged at the ask (`LlmSettings.choose`).
             llm=LlmSettings(
@@ -115,6 +119,14 @@ def default_home(
     base = user_home if user_home is not None else Path(environ.get("HOME") or Path.home())
     data = environ.get("XDG_DATA_HOME") or base / ".local" / "share"
     return Path(data) / "commons"
+
+
+def default_cache(environ: Mapping[str, str], *, user_home: Path | None = None) -> Path:
+    """$COMMONS_CACHE, else $XDG_CACHE_HOME/commons (~/.cache/commons)."""
+    if environ.get(ENV_CACHE):
+        return Path(environ[ENV_CACHE]).expanduser()
+    base = user_home if user_home is not None else Path(environ.get("HOME") or Path.home())
+    return Path(environ.get("XDG_CACHE_HOME") or base / ".cache") / "commons"
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -29,12 +29,30 @@ class FixedClock:
         return self.now
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache directory for the whole run: the ONNX export of the model is made once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(model_cache: Path) -> Path:
+    """The cache directory (as $COMMONS_CACHE) with the model exported to ONNX in it."""
+    from commons.search.onnx import ensure_onnx
+
+    cache = model_cache / "commons"
+    ensure_onnx(cache)
+    return cache
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, model_cache: Path
 ) -> None:
     """No test reads or writes the real user's home, config or model caches."""
     base = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache))
+    monkeypatch.delenv("COMMONS_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(base))
     monkeypatch.setenv("XDG_DATA_HOME", str(base / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))

@@ -36,6 +36,7 @@ Write the plant, the place and the year on every envelope."""
 def backend() -> Iterator[Backend]:
     # The default home (under the test's own XDG_DATA_HOME) shows as ~/… on screen.
     commons = make_home(default_home(None, os.environ))
+    commons.search_index()  # every vector made, as after `commons init`: no partial-index note
     yield make_backend(commons)
     commons.close()
 

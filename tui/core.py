@@ -431,21 +431,25 @@ class AnswerView:
     answer: str
     citations: tuple[CitationView, ...] = ()
     abstained: bool = False
+    index_note: str | None = None  # said when the dense index is still filling in
 
     @classmethod
     def from_json(cls, question: str, data: Mapping[str, Any]) -> AnswerView:
         citations = tuple(CitationView.from_json(c) for c in data.get("citations") or ())
         abstained = bool(data.get("abstained")) or not str(data.get("answer") or "").strip()
-        return cls(question, str(data.get("answer") or ""), citations, abstained)
+        note = (data.get("index") or {}).get("note")
+        return cls(question, str(data.get("answer") or ""), citations, abstained,
+                   str(note) if note else None)
 
     def citation(self, n: int) -> CitationView | None:
         return next((c for c in self.citations if c.n == n), None)
 
     @property
     def text(self) -> str:
+        note = f"\n\n*({self.index_note})*" if self.index_note else ""
         if self.abstained:
-            return f"**{ABSTAIN_TEXT}**\n\nOr add a document that covers it (F4 Contribute)."
-        return self.answer
+            return f"**{ABSTAIN_TEXT}**\n\nOr add a document that covers it (F4 Contribute).{note}"
+        return self.answer + note
 
 
 @dataclass

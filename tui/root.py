@@ -64,7 +64,9 @@ class Root:
         if self._embedder is None:
             from commons.search.embedding import load_embedder
 
-            self._embedder = load_embedder(self.settings.embedder)
+            self._embedder = load_embedder(
+                self.settings.embedder, cache_dir=self.settings.cache
+            )
         return self._embedder
 
     def vectors(self) -> VectorFactory:

@@ -36,8 +36,9 @@ def ask(
                            f" {MAX_QUESTION_CHARS}")
     if not 1 <= k <= 50:
         raise CommonsError("-k must be between 1 and 50")
-    index = commons.search_index()
-    index.sync(wait=False)  # pick up what arrived since; never queue behind a backlog
+    # Words of everything stored; vectors of what is embedded so far: never queue
+    # behind an embedding backlog.
+    index = commons.search_index(dense=False)
     filters = Filters(
         authors=frozenset(authors), tags=frozenset(tags), blocked=frozenset(blocked)
     )

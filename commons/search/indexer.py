@@ -6,19 +6,23 @@ vector whose passage row is gone is ignored, so a crash between the two
 writes can leave at most a harmless orphan vector, which the next write of
 that document overwrites (vector ids are `doc:position`, not random).
 
-The index follows the store: `SearchIndex.sync()` indexes the current head
-versions of documents that are stored but not indexed, and drops the passages
-of documents that were retracted or replaced. Store events wake a background
-worker that calls it, so documents that arrive by gossip become searchable on
-their own; readers call `sync(wait=False)` to catch up without queueing
-behind a long backlog.
+The index is progressive. `sync_words()` makes every stored head document
+searchable by words (chunking and FTS5 only: fast) and drops the passages of
+documents that were retracted or replaced; `sync_dense()` then embeds, a round
+of documents at a time, those that have words but no vectors yet (the
+`embedded` flag of `index_docs`). Store events wake a background worker that
+does both, so documents that arrive by gossip become searchable on their own;
+readers call `sync_words()` before a search and never wait for the embedding
+backlog, and `state()` says how far it has come.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +36,10 @@ from commons.storage.store import Added, Event, ObjectStore, Removed
 
 log = logging.getLogger(__name__)
 
-BATCH_DOCUMENTS = 64  # documents per transaction
-EMBED_SLICE = 256  # texts per call to the embedder (it batches again inside)
+BATCH_DOCUMENTS = 64  # documents per embedding round (one write of vectors)
+WORDS_BATCH = 500  # documents per transaction of words
+EMBED_SLICE = 64  # texts per call to the embedder, between which closing can stop it
+RATE_WINDOW_S = 60.0  # the embedding rate is measured over the last minute
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,31 @@ class IndexProgress:
 
     chunks: int  # passages embedded and written
     documents: int  # documents finished
+
+
+@dataclass(frozen=True)
+class DenseState:
+    """The progressive index: every document is searchable by words at once; `embedded`
+    of the `documents` are searchable by meaning too."""
+
+    documents: int
+    embedded: int
+    rate: float  # documents embedded per second, over the last minute
+
+    @property
+    def complete(self) -> bool:
+        return self.embedded >= self.documents
+
+    def note(self) -> str | None:
+        """The one line an answer from a partial index carries, or None."""
+        if self.complete:
+            return None
+        return (f"dense index: {self.embedded} of {self.documents} documents; answer from"
+                f" words and {self.embedded} documents so far")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"documents": self.documents, "dense": self.embedded,
+                "complete": self.complete, "rate": self.rate, "note": self.note()}
 
 
 @dataclass(frozen=True)
@@ -80,6 +111,7 @@ class SearchIndex:
         vectors: VectorStore,
         *,
         batch_documents: int = BATCH_DOCUMENTS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -87,7 +119,11 @@ class SearchIndex:
         self.words = LexicalIndex(store)
         self.batch_documents = batch_documents
         self.progress: Progress | None = None  # called by whichever thread indexes
-        self._write_lock = threading.Lock()
+        self._monotonic = monotonic
+        self._words_lock = threading.Lock()  # writes of words (and removals)
+        self._embed_lock = threading.Lock()  # one embedding pass at a time
+        self._vectors_io = threading.Lock()  # calls that write the vector store
+        self._rate: collections.deque[tuple[float, int]] = collections.deque()
         self._wake = threading.Condition()
         self._dirty = False
         self._closing = False
@@ -102,15 +138,14 @@ class SearchIndex:
         current = f"{self.embedder.name}/{self.embedder.dimension}"
         stamped = self.words.get_meta("embedder")
         if stamped == current:
-            _, chunks = self.words.counts()
-            if self.vectors.count() >= chunks:
+            if self.vectors.count() >= self.words.dense_counts().embedded_chunks:
                 return
             # The vectors were lost or replaced (or never kept, in memory): the word
             # index alone would answer, quietly worse, so rebuild both.
             log.warning("the vector index has fewer passages than the word index; rebuilding")
         elif stamped is not None:
             log.warning("embedder changed from %s to %s; rebuilding the index", stamped, current)
-        with self._write_lock:
+        with self._words_lock, self._embed_lock:
             self._clear()
             self.words.set_meta("embedder", current)
 
@@ -165,7 +200,8 @@ class SearchIndex:
                     return
                 self._dirty = False
             try:
-                self.sync()
+                self.sync_words()
+                self.sync_dense(yielding=True)
             except Exception:  # keep following the store; the next event retries
                 log.exception("indexing failed")
 
@@ -177,7 +213,7 @@ class SearchIndex:
             self._wake.notify()
         if self._worker is not None:
             self._worker.join()
-        with self._write_lock:
+        with self._embed_lock, self._vectors_io:
             self.vectors.close()
 
     # -- writing ---------------------------------------------------------------
@@ -191,74 +227,124 @@ class SearchIndex:
         return self.words.stale()
 
     def sync(self, *, wait: bool = True) -> SyncReport:
-        """Bring the index up to the store. With wait=False, skip if another thread is at it."""
-        if not self._write_lock.acquire(blocking=wait):
+        """Bring words and vectors up to the store. With wait=False, skip whatever
+        another thread is doing already."""
+        report = self.sync_words(wait=wait)
+        self.sync_dense(wait=wait)
+        return report
+
+    def sync_words(self, *, wait: bool = True) -> SyncReport:
+        """Make every stored head document searchable by words, and drop retracted or
+        replaced ones. Fast (no model): readers call it before each search."""
+        if not self._words_lock.acquire(blocking=wait):
             return SyncReport()
         try:
             removed = self.stale()
             if removed:
                 self._remove(removed)
-            pending = self.pending()
             indexed = chunks = 0
-            for batch in _batches(pending, self.batch_documents):
-                docs = [self._load(doc) for doc in batch]
-                chunks += self._index([d for d in docs if d is not None])
-                indexed += len(batch)
+            for batch in _batches(self.pending(), WORDS_BATCH):
+                objs = [o for o in (self._load(doc) for doc in batch) if o is not None]
+                chunks += self._write_words(objs)
+                indexed += len(objs)
             if indexed or removed:
-                log.info("indexed %d documents (%d chunks), dropped %d", indexed, chunks,
-                         len(removed))
-            return SyncReport(indexed, chunks, len(removed))
+                log.info("indexed the words of %d documents (%d passages), dropped %d",
+                         indexed, chunks, len(removed))
         finally:
-            self._write_lock.release()
+            self._words_lock.release()
+        if indexed:
+            self.wake()  # their vectors follow in the background
+        return SyncReport(indexed, chunks, len(removed))
+
+    def sync_dense(self, *, wait: bool = True, yielding: bool = False) -> int:
+        """Embed the passages of every document that has words but no vectors yet,
+        oldest first, a round of documents at a time. Returns the documents embedded.
+        Stops early when the index closes (or, if `yielding`, while it is held)."""
+        if not self._embed_lock.acquire(blocking=wait):
+            return 0
+        done = 0
+        try:
+            while not self._closing and not (yielding and self._held):
+                docs = self.words.unembedded(self.batch_documents)
+                if not docs or not self._embed_docs(docs):
+                    break
+                done += len(docs)
+        finally:
+            self._embed_lock.release()
+        if done:
+            log.info("embedded %d documents", done)
+        return done
+
+    def embed_now(self, docs: Sequence[bytes]) -> None:
+        """Embed these documents at once, ahead of any backlog (a document just added
+        here should not wait behind thousands that arrived from peers)."""
+        self._embed_docs(list(docs))
 
     def rebuild(self) -> SyncReport:
         """Drop both indexes and build them again from the store."""
-        with self._write_lock:
+        with self._words_lock, self._embed_lock:
             self._clear()
         return self.sync()
 
     def _load(self, doc: bytes) -> SignedObject | None:
         return self.store.get(doc) if self.store.has(doc) else None  # retracted since we looked
 
-    def _index(self, objs: Sequence[SignedObject]) -> int:
+    def _write_words(self, objs: Sequence[SignedObject]) -> int:
         plan: list[Passages] = []
         for obj in objs:
             content = obj.content
             assert isinstance(content, Document)
             plan.append(Passages(obj.id, obj.author, content.title, chunk_text(content.body)))
-        texts = [embedding_text(p.title, c.text) for p in plan for c in p.chunks]
-        vectors = self._embed(texts)
-        ids: list[str] = []
-        metadatas: list[dict[str, Any]] = []
-        for p in plan:
-            for c in p.chunks:
-                ids.append(f"{p.doc.hex()}:{c.position}")
-                metadatas.append(
-                    {
-                        "doc": p.doc.hex(),
-                        "author": p.author.hex(),
-                        "position": c.position,
-                        "page": c.page or 0,
-                        "start": c.start,
-                        "end": c.end,
-                    }
-                )
         # A document indexed before (by an older chunker) may have had more passages.
         known = self.words.indexed(obj.id for obj in objs)
         if known:
-            self.vectors.delete_docs([d.hex() for d in known])
-        if ids:
-            self.vectors.upsert(ids, vectors, metadatas)
-        self.words.write(plan, replacing=known)
-        self._report(IndexProgress(0, len(objs)))
-        return len(ids)
+            with self._vectors_io:
+                self.vectors.delete_docs([d.hex() for d in known])
+        self.words.write(plan, replacing=known, embedded=False)
+        return sum(len(p.chunks) for p in plan)
 
-    def _embed(self, texts: list[str]) -> list[Any]:
-        """Vectors for texts, in slices so that a large document reports progress as it goes."""
-        vectors: list[Any] = []
-        for i in range(0, len(texts), EMBED_SLICE):
-            part = texts[i : i + EMBED_SLICE]
-            vectors.extend(list(self.embedder.embed_batch(part)))
+    def _embed_docs(self, docs: list[bytes]) -> bool:
+        """Vectors for the passages of `docs`; False if the index closed meanwhile."""
+        rows = self.words.to_embed(docs)
+        texts = [embedding_text(title, row.text) for row, title in rows]
+        vectors = self._embed(texts)
+        if vectors is None:
+            return False
+        ids = [f"{row.doc.hex()}:{row.position}" for row, _ in rows]
+        metadatas: list[dict[str, Any]] = [
+            {
+                "doc": row.doc.hex(),
+                "author": row.author.hex(),
+                "position": row.position,
+                "page": row.page or 0,
+                "start": row.start,
+                "end": row.end,
+            }
+            for row, _ in rows
+        ]
+        with self._vectors_io:
+            if ids:
+                self.vectors.upsert(ids, vectors, metadatas)
+            kept = set(self.words.mark_embedded(docs))
+            gone = [d.hex() for d in docs if d not in kept]  # retracted while we embedded
+            if gone:
+                self.vectors.delete_docs(gone)
+        self._rate.append((self._monotonic(), len(docs)))
+        self._report(IndexProgress(0, len(docs)))
+        return True
+
+    def _embed(self, texts: list[str]) -> list[Any] | None:
+        """Vectors for texts, longest first in slices (less padding, progress as it goes,
+        and a place to stop when the index closes); None if it closed."""
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors: list[Any] = [None] * len(texts)
+        for i in range(0, len(order), EMBED_SLICE):
+            if self._closing:
+                return None
+            part = order[i : i + EMBED_SLICE]
+            for row, vector in zip(part, self.embedder.embed_batch([texts[j] for j in part]),
+                                   strict=True):
+                vectors[row] = vector
             self._report(IndexProgress(len(part), 0))
         return vectors
 
@@ -271,13 +357,26 @@ class SearchIndex:
 
     def _remove(self, docs: Sequence[bytes]) -> None:
         self.words.remove(docs)
-        self.vectors.delete_docs([d.hex() for d in docs])
+        with self._vectors_io:
+            self.vectors.delete_docs([d.hex() for d in docs])
 
     # -- reading ---------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         docs, chunks = self.words.counts()
         return {"documents": docs, "chunks": chunks, "pending": len(self.pending())}
+
+    def state(self) -> DenseState:
+        """How far the dense index has come, and how fast it goes."""
+        counts = self.words.dense_counts()
+        now = self._monotonic()
+        while self._rate and self._rate[0][0] < now - RATE_WINDOW_S:
+            self._rate.popleft()
+        rate = 0.0
+        if self._rate:
+            span = max(now - self._rate[0][0], 1.0)
+            rate = sum(n for _, n in self._rate) / span
+        return DenseState(counts.documents, counts.embedded, round(rate, 2))
 
     def dense(self, vector: Sequence[float], n: int, filters: Filters = NO_FILTERS) -> list[Scored]:
         """Passages nearest in meaning, best first."""

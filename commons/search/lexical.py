@@ -55,7 +55,18 @@ def _m1_index(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_m1_index]
+def _m2_embedded(db: sqlite3.Connection) -> None:
+    # Words are written the moment a document is stored; its vectors follow.
+    execute_script(
+        db,
+        """
+        ALTER TABLE index_docs ADD COLUMN embedded INTEGER NOT NULL DEFAULT 1;
+        CREATE INDEX index_docs_unembedded ON index_docs (embedded) WHERE embedded = 0;
+        """,
+    )
+
+
+MIGRATIONS = [_m1_index, _m2_embedded]
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,13 @@ class Snippet:
     start: int
     end: int
     snippet: str
+
+
+@dataclass(frozen=True)
+class DenseCounts:
+    documents: int  # indexed by words
+    embedded: int  # of those, with vectors too
+    embedded_chunks: int
 
 
 @dataclass(frozen=True)
@@ -151,6 +169,49 @@ class LexicalIndex:
         )[0]
         return int(docs), int(chunks)
 
+    def dense_counts(self) -> DenseCounts:
+        docs, embedded, chunks = self.store.query(
+            "SELECT count(*), coalesce(sum(embedded), 0),"
+            " coalesce(sum(CASE WHEN embedded THEN chunks ELSE 0 END), 0) FROM index_docs"
+        )[0]
+        return DenseCounts(int(docs), int(embedded), int(chunks))
+
+    def unembedded(self, limit: int) -> list[bytes]:
+        """Documents searchable by words but not yet by meaning, in the order they came."""
+        rows = self.store.query(
+            "SELECT doc FROM index_docs WHERE embedded = 0 ORDER BY rowid LIMIT ?", (limit,)
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def to_embed(self, docs: Sequence[bytes]) -> list[tuple[ChunkRow, str]]:
+        """The passages of `docs` with their document's title, in document order."""
+        if not docs:
+            return []
+        rows = self.store.query(
+            "SELECT c.id, c.doc, c.author, c.position, c.page, c.start_char, c.end_char, c.text,"
+            " f.title FROM index_chunks c JOIN index_fts f ON f.rowid = c.id"
+            f" WHERE c.doc IN ({_marks(len(docs))}) ORDER BY c.doc, c.position",
+            list(docs),
+        )
+        return [
+            (ChunkRow(int(r[0]), bytes(r[1]), bytes(r[2]), r[3], r[4], r[5], r[6], r[7]), r[8])
+            for r in rows
+        ]
+
+    def mark_embedded(self, docs: Sequence[bytes]) -> list[bytes]:
+        """Record that `docs` have vectors; returns those still indexed (others went)."""
+        if not docs:
+            return []
+        with self.store.transaction() as db:
+            db.execute(
+                f"UPDATE index_docs SET embedded = 1 WHERE doc IN ({_marks(len(docs))})",
+                list(docs),
+            )
+            rows = db.execute(
+                f"SELECT doc FROM index_docs WHERE doc IN ({_marks(len(docs))})", list(docs)
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
     def pending(self) -> list[bytes]:
         """Head documents in the store that are not indexed, oldest first."""
         rows = self.store.query(
@@ -186,8 +247,15 @@ class LexicalIndex:
             db.execute("DELETE FROM index_chunks")
             db.execute("DELETE FROM index_docs")
 
-    def write(self, documents: Sequence[Passages], *, replacing: Sequence[bytes] = ()) -> None:
-        """In one transaction: drop the passages of `replacing`, then write `documents`."""
+    def write(
+        self,
+        documents: Sequence[Passages],
+        *,
+        replacing: Sequence[bytes] = (),
+        embedded: bool = True,
+    ) -> None:
+        """In one transaction: drop the passages of `replacing`, then write `documents`
+        (`embedded`: whether their vectors are written already)."""
         with self.store.transaction() as db:
             self._delete_rows(db, replacing)
             next_id = int(db.execute("SELECT coalesce(max(id), 0) FROM index_chunks").fetchone()[0])
@@ -201,8 +269,9 @@ class LexicalIndex:
                     )
                     fts_rows.append((next_id, d.title, c.text))
                 db.execute(
-                    "INSERT OR REPLACE INTO index_docs (doc, author, chunks) VALUES (?, ?, ?)",
-                    (d.doc, d.author, len(d.chunks)),
+                    "INSERT OR REPLACE INTO index_docs (doc, author, chunks, embedded)"
+                    " VALUES (?, ?, ?, ?)",
+                    (d.doc, d.author, len(d.chunks), int(embedded)),
                 )
             db.executemany(
                 "INSERT INTO index_chunks (id, doc, author, position, page, start_char, end_char,"

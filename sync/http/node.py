@@ -175,8 +175,10 @@ class Node:
         if self.policy.block and hasattr(self.commons, "blocked"):
             self.commons.blocked = self.commons.blocked | self.policy.block  # answers skip them
         if hasattr(self.commons, "search_index"):
+            # Words at once; vectors fill in behind (the index's own worker), so
+            # the node answers from the start, saying how far the dense index is.
             self._index_task = asyncio.ensure_future(
-                asyncio.to_thread(self.commons.search_index)
+                asyncio.to_thread(lambda: self.commons.search_index(dense=False))
             )
         addresses = self._advertise or ([] if startup.is_unspecified(self.host) else [self.url])
         await asyncio.to_thread(
@@ -340,9 +342,18 @@ class Node:
             public_key=self.commons.public_key, mirror=self.mirror,
             counts=counts, session=self.session,
             started_at=self._started_at, index=index_state(self._index_task),
+            dense=await self._dense_state(),
             declined=len(self.objects.declined or ()), policy=self.policy,
             quarantined=quarantined,
         )
+
+    async def _dense_state(self) -> dict[str, Any] | None:
+        """Documents searchable by meaning, of all, and the rate they are embedded at."""
+        task = self._index_task
+        if task is None or not task.done() or task.exception() is not None:
+            return None
+        state = await asyncio.to_thread(self.commons.index_state)
+        return state.to_json()
 
     # -- peers (sync.api.NodeApi) ---------------------------------------------
 

@@ -74,6 +74,7 @@ def status_view(
     started_at: int | None,
     index: str,
     declined: int,
+    dense: dict[str, Any] | None = None,
     policy: Policy,
     quarantined: int = 0,
 ) -> dict[str, Any]:
@@ -92,6 +93,8 @@ def status_view(
         "last_round": session.last_round,
         "started_at": started_at,
         "index": index,
+        # {documents, dense, complete, rate (documents/s), note}: the progressive index
+        "dense_index": dense,
         "declined": declined,
         "quarantined": quarantined,  # stored objects that stopped verifying, set aside
         "policy": policy.describe(),

@@ -78,9 +78,7 @@ class AskScreen(CommonsScreen):
             return
         self._recall = -1
         self.query_one("#answer-scroll").loading = True
-        self.query_one("#question", Input).border_subtitle = (
-            "searching… (the first question of a session also loads the model)"
-        )
+        self.query_one("#question", Input).border_subtitle = "searching…"
         self.ask(question)
 
     @work(thread=True, exclusive=True, group="ask")
