@@ -52,7 +52,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def check_answer(data: dict[str, Any]) -> None:
-    assert set(data) == {"answer", "citations", "abstained"}
+    assert set(data) == {"answer", "citations", "abstained", "model"}
     numbers = [c["n"] for c in data["citations"]]
     assert numbers == list(range(1, len(numbers) + 1))
     assert {int(n) for n in re.findall(r"\[(\d+)\]", data["answer"])} <= set(numbers)
