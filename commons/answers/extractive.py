@@ -232,8 +232,11 @@ class ExtractiveAnswerer:
             for p in pieces(sources[i].text, sources[i].title)
             if p.kind is Kind.STATEMENT
         ]
-        seen: set[str] = set()
-        sentences = [s for s in sentences if not (s.text in seen or seen.add(s.text))]
+        # The same sentence in two overlapping passages is one candidate.
+        first: dict[str, _Sentence] = {}
+        for sentence in sentences:
+            first.setdefault(sentence.text, sentence)
+        sentences = list(first.values())
         lexical = [_overlap(words, s.text) for s in sentences]
         if len(sentences) > MAX_CANDIDATES:  # embed only the likeliest
             order = sorted(range(len(sentences)), key=lambda j: (-lexical[j], j))
