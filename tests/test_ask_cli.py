@@ -52,7 +52,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def check_answer(data: dict[str, Any]) -> None:
-    assert set(data) == {"answer", "citations", "abstained", "index"}
+    assert set(data) == {"answer", "citations", "abstained", "model", "index"}
     assert set(data["index"]) == {"documents", "dense", "complete", "rate", "note"}
     numbers = [c["n"] for c in data["citations"]]
     assert numbers == list(range(1, len(numbers) + 1))

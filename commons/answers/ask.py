@@ -42,9 +42,11 @@ def ask(
     filters = Filters(
         authors=frozenset(authors), tags=frozenset(tags), blocked=frozenset(blocked)
     )
-    hits = Retriever(index, commons.embedder).search(question, k=k, filters=filters)
+    retriever = Retriever(index, commons.embedder)
+    vector = retriever.embed_query(question)  # once: retrieval and the answerer share it
+    hits = retriever.search(question, k=k, filters=filters, vector=vector)
     return answer_question(
-        question, sources(commons, hits), commons.embedder, generator=generator
+        question, sources(commons, hits), commons.embedder, generator=generator, vector=vector
     )
 
 
@@ -77,6 +79,7 @@ def sources(commons: Commons, hits: Sequence[Hit]) -> list[Source]:
                 end=chunk.end,
                 page=chunk.page,
                 score=hit.score,
+                similarity=hit.similarity,
             )
             ranked.append((hit.passage_scores[i], rank, source))
     ranked.sort(key=lambda t: (-t[0], t[1]))

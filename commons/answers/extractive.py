@@ -1,13 +1,27 @@
 """Answers built from retrieved passages, every sentence cited.
 
-The default answerer is extractive and needs no language model: it picks the
-sentences of the top passages that best answer the question (relevance to the
-question minus redundancy with what is already picked: maximal marginal
-relevance), keeps them in reading order, and cites each. What a reader sees
-is what an author wrote and signed.
+The default answerer is extractive and needs no language model. What a reader
+sees is what an author wrote and signed, so the sentences have to be chosen
+with care (docs/retrieval.md has the measurements behind each rule):
 
-Below a relevance threshold it abstains: quoting the least bad sentence of an
-unrelated document would look like an answer and be noise.
+1. Only documents that are actually relevant speak: a document's relevance is
+   the cosine similarity of its best passage to the question (from retrieval,
+   so nothing is embedded again), and a document far below the best one is
+   left out, however high it ranked by words alone.
+2. Only statements can be answer sentences: headings, titles, list markers,
+   code and questions (or sentences quoting an example question) never are
+   (`commons.answers.sentences`).
+3. A sentence's score is its own similarity to the question, plus the words it
+   shares with the question, plus its document's relevance. The best one comes
+   first; a few more follow if they are nearly as good and say something new
+   (maximal marginal relevance).
+4. It abstains when the best document or the best statement is below a
+   threshold: quoting the least bad sentence of an unrelated document would
+   look like an answer and be noise. A passage that matches only through an
+   example question or a heading does not count as a match.
+
+Only the candidate statements of the relevant documents are embedded (one
+batch), and the question's vector comes from retrieval.
 
 A generator (an LLM) may write the answer instead; it sees numbered passages
 and must cite them. Its citation numbers are checked against the passages it
@@ -22,8 +36,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from commons.model.text import content_words
-from commons.search.chunking import sentence_spans
+from commons.answers.sentences import Kind, pieces
+from commons.model.text import content_words, stem
 from commons.search.embedding import Embedder
 
 log = logging.getLogger(__name__)
@@ -32,15 +46,28 @@ ABSTAIN_TEXT = (
     "Nothing in this commons answers that question. Try other words, fewer filters,"
     " or sync with a peer that may know more."
 )
-# Cosine similarity between question and best sentence or passage below which
-# we abstain, per embedder. MiniLM puts unrelated English text at 0.0-0.25 and
-# a passage that answers a question at 0.45 and above (measured on the seeds).
-THRESHOLDS = {"minilm-l6-v2": 0.35, "hash": 0.3}
-DEFAULT_THRESHOLD = 0.3
-MIN_SENTENCE_CHARS = 25
-CONTEXT_WEIGHT = 0.4  # share of a sentence's relevance that comes from its passage
-_MARKUP_START = re.compile(r"^\s*(?:#{1,6}\s+|[-*+]\s+|\d{1,3}[.)]\s+|>\s*)+")
-_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The answerer's numbers, per embedder; tuned with bench/answers.py on SciFact dev."""
+
+    document_floor: float  # abstain if the best document's similarity is below
+    sentence_floor: float  # abstain if the best statement's similarity is below
+    document_margin: float  # documents further below the best one are left out
+    sentence_margin: float  # further sentences must score within this of the first
+    lexical_weight: float  # share of a sentence's score from words shared with the question
+    context_weight: float  # share from its document's relevance
+
+
+# MiniLM puts unrelated English text at 0.0-0.25 and a passage that answers a
+# question at 0.45 and above. The hash embedder (tests) counts shared words.
+TUNINGS = {
+    "minilm-l6-v2": Tuning(0.40, 0.30, 0.12, 0.08, 0.3, 0.2),
+    "hash": Tuning(0.25, 0.25, 0.15, 0.1, 0.3, 0.2),
+}
+DEFAULT_TUNING = TUNINGS["hash"]
+MAX_CANDIDATES = 48  # statements embedded per question, best by shared words first
 
 
 @dataclass(frozen=True)
@@ -57,6 +84,9 @@ class Source:
     end: int
     page: int | None
     score: float  # the retrieval (fused) score
+    # cosine similarity of the document's best passage to the question (retrieval's);
+    # None: not known, the answerer embeds the passage itself
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,12 +128,14 @@ class Answer:
     text: str
     citations: tuple[Citation, ...] = ()
     abstained: bool = False
+    model: str | None = None  # the language model that wrote it; None: extractive
 
     def to_json(self) -> dict[str, Any]:
         return {
             "answer": self.text,
             "citations": [c.to_json() for c in self.citations],
             "abstained": self.abstained,
+            "model": self.model,
         }
 
 
@@ -111,15 +143,8 @@ def abstain() -> Answer:
     return Answer(ABSTAIN_TEXT, (), True)
 
 
-def threshold_for(embedder: Embedder) -> float:
-    return THRESHOLDS.get(embedder.name, DEFAULT_THRESHOLD)
-
-
-def clean_sentence(text: str) -> str:
-    """A sentence as shown in an answer: one line, without list or heading markup."""
-    text = " ".join(text.split())
-    text = _MARKUP_START.sub("", text)
-    return _EMPHASIS.sub(r"\2", text).replace("**", "")
+def tuning_for(embedder: Embedder) -> Tuning:
+    return TUNINGS.get(embedder.name, DEFAULT_TUNING)
 
 
 @dataclass(frozen=True)
@@ -133,23 +158,13 @@ def _dot(a: Sequence[float], b: Sequence[float]) -> float:
     return float(sum(x * y for x, y in zip(a, b, strict=True)))
 
 
-class Relevance:
-    """How well sentences and passages match a question (cosine of unit vectors)."""
+def _stems(text: str) -> set[str]:
+    return {stem(w) for w in content_words(text)}
 
-    def __init__(self, embedder: Embedder) -> None:
-        self.embedder = embedder
 
-    def sentences(self, sources: Sequence[Source], limit: int) -> list[_Sentence]:
-        out = []
-        for i, source in enumerate(sources[:limit]):
-            for start, end in sentence_spans(source.text):
-                text = clean_sentence(source.text[start:end])
-                if len(text) >= MIN_SENTENCE_CHARS and content_words(text):
-                    out.append(_Sentence(i, start, text))
-        return out
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        return [[float(x) for x in v] for v in self.embedder.embed_batch(texts)] if texts else []
+def _overlap(question: set[str], text: str) -> float:
+    """Share of the question's content words that the text has."""
+    return len(question & _stems(text)) / len(question) if question else 0.0
 
 
 class ExtractiveAnswerer:
@@ -159,86 +174,116 @@ class ExtractiveAnswerer:
         self,
         embedder: Embedder,
         *,
-        threshold: float | None = None,
-        max_sentences: int = 4,
-        max_chars: int = 900,
+        tuning: Tuning | None = None,
+        max_sentences: int = 3,
+        max_chars: int = 700,
         sources_used: int = 6,
         diversity: float = 0.3,
     ) -> None:
-        self.relevance = Relevance(embedder)
-        self.threshold = threshold_for(embedder) if threshold is None else threshold
+        self.embedder = embedder
+        self.tuning = tuning_for(embedder) if tuning is None else tuning
         self.max_sentences = max_sentences
         self.max_chars = max_chars
         self.sources_used = sources_used
         self.diversity = diversity
 
-    def score(self, question: str, sources: Sequence[Source]) -> tuple[
-        list[_Sentence], list[float], list[list[float]], list[float]
-    ]:
-        """Sentences with their relevance and vectors, and each passage's relevance."""
-        sentences = self.relevance.sentences(sources, self.sources_used)
-        used = sources[: self.sources_used]
-        vectors = self.relevance.embed(
-            [question] + [s.text for s in sentences] + [f"{s.title}\n{s.text}" for s in used]
-        )
-        q = vectors[0]
-        sent_vecs = vectors[1 : 1 + len(sentences)]
-        passage_rel = [_dot(q, v) for v in vectors[1 + len(sentences) :]]
-        return sentences, [_dot(q, v) for v in sent_vecs], sent_vecs, passage_rel
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in v] for v in self.embedder.embed_batch(texts)] if texts else []
 
-    def answer(self, question: str, sources: Sequence[Source]) -> Answer:
+    def relevant(
+        self, question: str, sources: Sequence[Source], vector: Sequence[float] | None = None
+    ) -> tuple[list[int], dict[int, float], list[float]]:
+        """The sources worth reading (indices, best document first), each source's
+        document relevance, and the question's vector."""
+        used = list(sources[: self.sources_used])
+        unknown = [i for i, s in enumerate(used) if s.similarity is None]
+        texts = [f"{used[i].title}\n{used[i].text}" for i in unknown]
+        vectors = self.embed(([question] if vector is None else []) + texts)
+        q = list(vector) if vector is not None else vectors.pop(0)
+        similarity = {i: s.similarity for i, s in enumerate(used) if s.similarity is not None}
+        for i, v in zip(unknown, vectors, strict=True):
+            similarity[i] = _dot(q, v)
+        doc_best: dict[bytes, float] = {}
+        for i, s in enumerate(used):
+            doc_best[s.doc] = max(doc_best.get(s.doc, -1.0), similarity[i])
+        best = max(doc_best.values(), default=0.0)
+        keep = [
+            i for i, s in enumerate(used)
+            if doc_best[s.doc] >= best - self.tuning.document_margin
+        ]
+        keep.sort(key=lambda i: -doc_best[used[i].doc])
+        return keep, {i: doc_best[used[i].doc] for i in keep}, q
+
+    def answer(
+        self, question: str, sources: Sequence[Source], vector: Sequence[float] | None = None
+    ) -> Answer:
         if not sources:
             return abstain()
-        sentences, rel, vecs, passage_rel = self.score(question, sources)
-        best = max(rel + passage_rel, default=0.0)
-        if best < self.threshold or not sentences:
-            log.info("abstaining: best relevance %.3f < %.3f", best, self.threshold)
+        keep, doc_rel, q = self.relevant(question, sources, vector)
+        best_doc = max(doc_rel.values(), default=0.0)
+        if best_doc < self.tuning.document_floor:
+            log.info("abstaining: best document %.3f < %.3f", best_doc,
+                     self.tuning.document_floor)
             return abstain()
-        # A sentence is read in its passage: a step of a how-to rarely repeats the
-        # question's words, but the passage it stands in does.
-        rel = [
-            (1 - CONTEXT_WEIGHT) * r + CONTEXT_WEIGHT * passage_rel[s.source]
-            for r, s in zip(rel, sentences, strict=True)
+        words = _stems(question)
+        sentences = [
+            _Sentence(i, p.start, p.text)
+            for i in keep
+            for p in pieces(sources[i].text, sources[i].title)
+            if p.kind is Kind.STATEMENT
         ]
-        picked = self._mmr(sentences, rel, vecs)
-        if not picked:
+        # The same sentence in two overlapping passages is one candidate.
+        first: dict[str, _Sentence] = {}
+        for sentence in sentences:
+            first.setdefault(sentence.text, sentence)
+        sentences = list(first.values())
+        lexical = [_overlap(words, s.text) for s in sentences]
+        if len(sentences) > MAX_CANDIDATES:  # embed only the likeliest
+            order = sorted(range(len(sentences)), key=lambda j: (-lexical[j], j))
+            chosen = sorted(order[:MAX_CANDIDATES])
+            sentences = [sentences[j] for j in chosen]
+            lexical = [lexical[j] for j in chosen]
+        vecs = self.embed([s.text for s in sentences])
+        cosine = [_dot(q, v) for v in vecs]
+        if not sentences or max(cosine) < self.tuning.sentence_floor:
+            log.info("abstaining: no statement is close to the question")
             return abstain()
-        # Reading order: by passage rank, then by place in the passage.
-        picked.sort(key=lambda i: (sentences[i].source, sentences[i].start))
+        t = self.tuning
+        own = 1 - t.lexical_weight - t.context_weight
+        score = [
+            own * c + t.lexical_weight * lex + t.context_weight * doc_rel[s.source]
+            for c, lex, s in zip(cosine, lexical, sentences, strict=True)
+        ]
+        picked = self._mmr(sentences, score, vecs)
         numbers: dict[int, int] = {}
         parts = []
-        for i in picked:
-            n = numbers.setdefault(sentences[i].source, len(numbers) + 1)
-            parts.append(f"{sentences[i].text} [{n}]")
-        source_score: dict[int, float] = {}
-        for i in picked:
-            s = sentences[i].source
-            source_score[s] = max(source_score.get(s, -1.0), rel[i])
+        for j in picked:
+            n = numbers.setdefault(sentences[j].source, len(numbers) + 1)
+            parts.append(f"{sentences[j].text} [{n}]")
         citations = tuple(
-            Citation.of(n, sources[s], source_score[s])
-            for s, n in sorted(numbers.items(), key=lambda kv: kv[1])
+            Citation.of(n, sources[i], max(score[j] for j in picked if sentences[j].source == i))
+            for i, n in sorted(numbers.items(), key=lambda kv: kv[1])
         )
         return Answer(" ".join(parts), citations, False)
 
-    def _mmr(
-        self, sentences: list[_Sentence], rel: list[float], vecs: list[list[float]]
-    ) -> list[int]:
-        best = max(rel)
-        # A sentence far below the best one is padding, not an answer.
-        floor = max(self.threshold * 0.9, best - 0.2)
-        candidates = [i for i in range(len(sentences)) if rel[i] >= floor]
-        picked: list[int] = []
-        total = 0
+    def _mmr(self, sentences: list[_Sentence], score: list[float],
+             vecs: list[list[float]]) -> list[int]:
+        """The best sentence, then up to a few nearly as good that add something new."""
+        first = max(range(len(score)), key=lambda j: (score[j], -j))
+        picked = [first]
+        total = len(sentences[first].text)
+        floor = score[first] - self.tuning.sentence_margin
+        candidates = [j for j in range(len(score)) if j != first and score[j] >= floor]
         while candidates and len(picked) < self.max_sentences:
-            def mmr(i: int) -> float:
-                redundancy = max((_dot(vecs[i], vecs[j]) for j in picked), default=0.0)
-                return (1 - self.diversity) * rel[i] - self.diversity * redundancy
+            def mmr(j: int) -> float:
+                redundancy = max(_dot(vecs[j], vecs[k]) for k in picked)
+                return (1 - self.diversity) * score[j] - self.diversity * redundancy
 
-            choice = max(candidates, key=lambda i: (mmr(i), -i))
+            choice = max(candidates, key=lambda j: (mmr(j), -j))
             candidates.remove(choice)
-            if picked and max(_dot(vecs[choice], vecs[j]) for j in picked) > 0.9:
+            if max(_dot(vecs[choice], vecs[k]) for k in picked) > 0.9:
                 continue  # says again what is already said
-            if picked and total + len(sentences[choice].text) > self.max_chars:
+            if total + len(sentences[choice].text) > self.max_chars:
                 continue
             picked.append(choice)
             total += len(sentences[choice].text)
@@ -320,7 +365,7 @@ def generated_answer(
         # The model cited nothing: still show what it was given, numbered as
         # sources, so the reader can check. Its text holds no numbers to clash.
         citations = tuple(Citation.of(n, s, s.score) for n, s in enumerate(sources, start=1))
-    return Answer(text, citations, False)
+    return Answer(text, citations, False, generator.name)
 
 
 def answer_question(
@@ -329,15 +374,16 @@ def answer_question(
     embedder: Embedder,
     *,
     generator: Generator | None = None,
-    threshold: float | None = None,
+    vector: Sequence[float] | None = None,
 ) -> Answer:
-    """The extractive answer, or a generator's answer if the passages are relevant enough."""
-    extractive = ExtractiveAnswerer(embedder, threshold=threshold)
-    if generator is None:
-        return extractive.answer(question, sources)
-    if not sources:
-        return abstain()
-    _, rel, _, passage_rel = extractive.score(question, sources)
-    if max(rel + passage_rel, default=0.0) < extractive.threshold:
-        return abstain()  # do not invite a model to answer from noise
-    return generated_answer(question, sources, generator)
+    """The extractive answer, or a generator's answer from the relevant passages only.
+
+    A generator is asked only when the extractive answerer would answer: do not
+    invite a model to answer from noise.
+    """
+    extractive = ExtractiveAnswerer(embedder)
+    answer = extractive.answer(question, sources, vector)
+    if generator is None or answer.abstained:
+        return answer
+    keep, _, _ = extractive.relevant(question, sources, vector)
+    return generated_answer(question, [sources[i] for i in sorted(keep)], generator)

@@ -7,6 +7,7 @@ The HTTP client is urllib: the core does not depend on aiohttp.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import urllib.error
@@ -77,7 +78,7 @@ class OpenAICompatible:
 
     @property
     def name(self) -> str:
-        return f"{self.model} at {self.url}"
+        return f"{self.model} at {urlsplit(self.url).netloc}"
 
     def generate(self, question: str, sources: Sequence[Source]) -> str:
         body = json.dumps(
@@ -130,30 +131,36 @@ def _message_text(data: Any, where: str) -> str:
     return content
 
 
+@functools.lru_cache(maxsize=2)
+def _load_gguf(path: str, n_ctx: int) -> Any:
+    """A GGUF model, loaded once per process (loading takes seconds; asking, less)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise CommonsError(
+            "--gguf needs llama-cpp-python; install it with `pip install 'commons[llm]'`"
+            " (or use --llm with a llama.cpp or Ollama server)"
+        ) from exc
+    try:
+        return Llama(model_path=path, n_ctx=n_ctx, verbose=False)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CommonsError(f"cannot load the GGUF model {path}: {exc}") from exc
+
+
 class LlamaCpp:
     """A local GGUF model through llama-cpp-python (the `llm` extra)."""
 
     def __init__(self, path: str, *, n_ctx: int = 4096, max_tokens: int = 512) -> None:
-        path = str(Path(path).expanduser())
+        path = str(Path(path).expanduser().resolve())
         if not Path(path).is_file():
             raise CommonsError(f"--gguf {path}: no such model file")
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:
-            raise CommonsError(
-                "--gguf needs llama-cpp-python; install it with `pip install 'commons[llm]'`"
-                " (or use --llm with a llama.cpp or Ollama server)"
-            ) from exc
-        try:
-            self._llm = Llama(model_path=path, n_ctx=n_ctx, verbose=False)
-        except (OSError, ValueError) as exc:
-            raise CommonsError(f"cannot load the GGUF model {path}: {exc}") from exc
+        self._llm = _load_gguf(path, n_ctx)
         self.path = path
         self.max_tokens = max_tokens
 
     @property
     def name(self) -> str:
-        return self.path
+        return Path(self.path).name
 
     def generate(self, question: str, sources: Sequence[Source]) -> str:
         result = self._llm.create_chat_completion(

@@ -121,6 +121,9 @@ def format_answer(result: dict[str, Any], width: int = 88) -> str:
     ) or [""]
     if result["abstained"] or not result["citations"]:
         return "\n".join(lines)
+    if result.get("model"):
+        lines += ["", f"Written by the language model {result['model']} from these sources;"
+                  " check them."]
     lines += ["", "Sources:"]
     for c in result["citations"]:
         page = f", p. {c['page']}" if c.get("page") else ""

