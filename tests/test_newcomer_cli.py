@@ -124,7 +124,8 @@ def test_without_a_chosen_licence_a_document_says_not_stated(home: Path, tmp_pat
 
 
 def test_search_finds_words_in_bodies_with_snippets(home: Path, tmp_path: Path) -> None:
-    path = note(tmp_path, "well.md", "# The old well\n\nA tombstone-shaped stone marks the spring.\n")
+    text = "# The old well\n\nA tombstone-shaped stone marks the spring.\n"
+    path = note(tmp_path, "well.md", text)
     ok("add", str(path), "--tag", "water", home=home)
     out = ok("search", "tombstone", home=home)
     assert "The old well" in out and "[tombstone]" in out

@@ -33,7 +33,7 @@ from tui.core import (
     sync_summary,
 )
 
-HEADLESS = ("tui.core", "tui.backend")
+HEADLESS = ("tui.core", "tui.backend", "tui.form", "tui.history")
 
 
 @pytest.mark.parametrize("module", HEADLESS)

@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--listen",
         dest="app_listen",
-        default="127.0.0.1:0",
         metavar="HOST:PORT",
-        help="where the app's node listens (default: a free port on 127.0.0.1)",
+        help="where the app's node listens (default: the `app.listen` setting; else a free"
+        " port on 127.0.0.1, kept in the config for the next launch)",
     )
     parser.add_argument(
         "--peer",
