@@ -603,7 +603,7 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("everywhere", "ctrl+p", "command palette: every action by name"),
     ("everywhere", "tab", "next field or list"),
     ("everywhere", "ctrl+q", "quit"),
-    ("Library", "type", "filter; author:NAME, tag:TAG or #TAG narrow it"),
+    ("Library", "type", "words in titles and text; author:NAME, tag:TAG, \"a phrase\""),
     ("Library", "up / down", "choose a document"),
     ("Library", "enter", "open it, rendered, with its provenance"),
     ("Library", "escape", "clear the filters"),
@@ -615,15 +615,17 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("Ask", "up / down", "earlier questions (in the box)"),
     ("Ask", "1 … 9", "open citation n at its passage"),
     ("Ask", "escape", "back to the question box"),
+    ("Ask", "ctrl+l", "forget the questions kept on this machine"),
     ("Contribute", "ctrl+o", "pick a file"),
     ("Contribute", "right", "accept the path completion"),
     ("Contribute", "ctrl+r", "preview the passages"),
-    ("Contribute", "ctrl+s", "sign and publish"),
+    ("Contribute", "ctrl+s", "sign and publish what \"Will sign\" shows"),
     ("Peers", "enter", "add the peer typed in the box"),
     ("Peers", "delete", "remove the chosen peer"),
     ("Peers", "ctrl+s", "sync now"),
     ("Identity", "enter", "open your document"),
     ("Identity", "delete", "retract it"),
+    ("Identity", "n", "change your display name"),
 )
 
 
