@@ -158,7 +158,7 @@ async def test_contribute_a_file_and_find_it_in_the_library(
         signed = str(screen.query_one("#signed", Static).render())
         assert "Testing a well" in signed and "tags: water, health" in signed
         passages = screen.query_one("#chunks", OptionList).option_count
-        assert "licence: CC-BY-SA-4.0" in signed and f"{passages} passages" in signed
+        assert "licence: CC-BY-SA-4.0" in signed and f"{passages} passage" in signed
         assert "B," in signed  # its size
         await pilot.press("ctrl+s")
         await settle(pilot, app)

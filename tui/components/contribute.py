@@ -211,7 +211,8 @@ class ContributeScreen(CommonsScreen):
             text.append(clip(title or extracted.title, 60), style="bold")
             text.append(f"  · tags: {', '.join(tags) or 'none'}")
             text.append(f"  · licence: {licence or LICENCE_NOT_STATED}")
-            text.append(f"  · {fmt_size(size)}, {self.passages} passages")
+            unit = "passage" if self.passages == 1 else "passages"
+            text.append(f"  · {fmt_size(size)}, {self.passages} {unit}")
         self.query_one("#signed", Static).update(text)
 
     @on(Button.Pressed, "#publish")
