@@ -65,15 +65,18 @@ def _node_flags(parser: argparse.ArgumentParser, *, name: bool = True) -> None:
 
 def register(sub: Any) -> None:
     p = command(sub, "serve", "sync.cli:serve", "run a node: gossip and the local API")
-    p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
+    p.add_argument("--listen",
+                   help=f"HOST:PORT (default: the `listen` setting, else {DEFAULT_LISTEN})")
     p.add_argument("--peer", action="append", default=[], dest="peers", help="a peer URL")
     p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
     _node_flags(p)
 
     p = command(sub, "mirror", "sync.cli:mirror", "run an always-on community mirror")
-    p.add_argument("--listen", default=MIRROR_LISTEN, help=f"HOST:PORT (default {MIRROR_LISTEN})")
+    p.add_argument("--listen",
+                   help=f"HOST:PORT (default: the `listen` setting, else {MIRROR_LISTEN})")
     p.add_argument("--peer", action="append", default=[], dest="peers", help="a peer URL")
-    p.add_argument("--policy", metavar="FILE", help="the accept policy (JSON)")
+    p.add_argument("--policy", metavar="FILE",
+                   help="the accept policy (JSON; default: the `policy` setting)")
     p.add_argument("--name", help="the mirror's public name")
     p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
     _node_flags(p, name=False)
@@ -105,14 +108,16 @@ def mirror(args: argparse.Namespace, ctx: NodeContext) -> int:
 
 
 def _run(args: argparse.Namespace, ctx: NodeContext, *, mirror: bool) -> int:
-    policy = Policy.load(args.policy) if getattr(args, "policy", None) else None
+    settings = ctx.settings  # flags, else the home's config.toml
+    policy = Policy.load(settings.policy) if mirror and settings.policy else None
+    listen = settings.listen or (MIRROR_LISTEN if mirror else DEFAULT_LISTEN)
     if args.interval <= 0:
         raise CommonsError("--interval must be a positive number of seconds")
     with ctx.open_commons() as commons:
         node = ctx.node(
             commons,
-            listen=args.listen,
-            peers=args.peers,
+            listen=listen,
+            peers=list(settings.peers),
             policy=policy,
             round_interval=args.interval,
             name=getattr(args, "name", None),

@@ -68,3 +68,15 @@ def test_sync_says_whether_the_peer_was_added_and_serve_logs_it(
     assert "INFO" in lines[0] and ana.url in lines[0] and "fetched" in lines[0]
     ben.stop()
     ana.stop()
+
+
+def test_serve_listens_where_the_config_says(spawn: Callable[[str], Peer]) -> None:
+    ana = spawn("ana")
+    port = free_port()
+    assert run(ana.home, "config", "set", "listen", f"127.0.0.1:{port}").returncode == 0
+    ana.port, ana.url = port, f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "tui", "--home", str(ana.home), "serve"]
+    with open(ana.log, "ab") as log:
+        ana.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=os.environ.copy())
+    wait_for(ana.ready, "ana serves on the port from its config")
+    ana.stop()
