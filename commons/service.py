@@ -365,7 +365,8 @@ class Commons:
         return self.resolve_author(text)
 
     def resolve_author(self, text: str) -> bytes:
-        """An author by full key, key prefix (8+ hex), or display name."""
+        """An author by full key, key prefix (8+ hex), or display name (exact, else the
+        start of the name or of one of its words), in any case."""
         text = text.strip()
         keys = self.store.authors()
         lowered = text.lower()
@@ -373,11 +374,18 @@ class Commons:
             matches = {k for k in keys if k.hex().startswith(lowered)}
         else:
             names = self.store.display_names()
-            matches = {k for k, n in names.items() if n.casefold() == text.casefold()}
+            wanted = text.casefold()
+            matches = {k for k, n in names.items() if n.casefold() == wanted}
+            if not matches:  # a name's start, or any word's: "seeds" finds "commons seeds"
+                matches = {
+                    k for k, n in names.items()
+                    if n.casefold().startswith(wanted)
+                    or any(w.startswith(wanted) for w in n.casefold().split())
+                }
         if not matches:
             raise NotFound(f"no author {text!r} in this commons; `commons ls` shows who is here")
         if len(matches) > 1:
-            raise NotFound(f"{text!r} names several authors; give their key instead")
+            raise NotFound(f"{text!r} names several authors; give more of the name or their key")
         return matches.pop()
 
     def show(self, prefix: str) -> Stored:

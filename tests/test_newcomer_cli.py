@@ -133,6 +133,9 @@ def test_search_finds_words_in_bodies_with_snippets(home: Path, tmp_path: Path) 
     assert [h["title"] for h in hits] == ["The old well"]
     assert "[tombstone]" in hits[0]["snippet"] and hits[0]["author_name"] == "Ana Lima"
     assert "no document holds" in ok("search", "zyxwvut", home=home)
+    by_prefix = json.loads(ok("search", "tombstone", "--author", "SEEDS", "--json", home=home))
+    assert by_prefix and {h["author_name"] for h in by_prefix} == {"commons seeds"}
+    assert len(json.loads(ok("ls", "--author", "ana", "--json", home=home))) == 1
 
 
 @pytest.fixture
