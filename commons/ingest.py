@@ -41,8 +41,11 @@ def guess_title(body: str, fallback: str) -> str:
 def decode_text(data: bytes, name: str) -> tuple[str, str | None]:
     """The text, and a note when it was not UTF-8 and its encoding had to be guessed."""
     note = None
-    if b"\x00" in data[:65536] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise IngestError(f"{name} holds NUL bytes; it looks like a binary file, not text")
+    if b"\x00" in data[:65536]:
+        raise IngestError(
+            f"{name} is not UTF-8 text: it holds NUL bytes, so it is a binary file (or UTF-16:"
+            " save it as UTF-8)"
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
