@@ -29,13 +29,18 @@ class CommonsApi(Protocol):
         *,
         title: str | None,
         tags: list[str],
-        licence: str,
+        licence: str | None,
         replaces: str | None,
     ) -> JSON: ...
 
     def documents(self, *, author: str | None, tag: str | None) -> list[JSON]: ...
 
     def show(self, prefix: str) -> JSON: ...
+
+    def search(self, query: str, *, limit: int = 20, author: str | None = None,
+               tag: str | None = None) -> list[JSON]: ...
+
+    def set_name(self, name: str) -> JSON: ...
 
     def retract(self, prefix: str, reason: str | None) -> JSON: ...
 
@@ -101,7 +106,7 @@ class LocalApi:
         *,
         title: str | None,
         tags: list[str],
-        licence: str,
+        licence: str | None,
         replaces: str | None,
     ) -> JSON:
         # Open it first, so the add's event reaches it; never wait for a backlog.
@@ -130,7 +135,24 @@ class LocalApi:
         stored = self.commons.show(prefix)
         out = summary(stored, self.commons.store.display_names())
         out["object"] = stored.obj.to_json()
+        out["replaced_by"] = [oid.hex() for oid in self.commons.replaced_by(stored.obj.id)]
         return out
+
+    def search(self, query: str, *, limit: int = 20, author: str | None = None,
+               tag: str | None = None) -> list[JSON]:
+        """Documents whose words match, best first; each summary has a "snippet"."""
+        names = self.commons.store.display_names()
+        out = []
+        for stored, snippet in self.commons.search(query, limit=limit, author=author, tag=tag):
+            item = summary(stored, names)
+            item["snippet"] = snippet
+            out.append(item)
+        return out
+
+    def set_name(self, name: str) -> JSON:
+        """Sign a new profile with this display name."""
+        obj = self.commons.set_name(name)
+        return {"id": obj.id.hex(), **self.commons.whoami()}
 
     def retract(self, prefix: str, reason: str | None) -> JSON:
         obj = self.commons.retract(prefix, reason)

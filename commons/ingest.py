@@ -25,6 +25,7 @@ class Extracted:
     title: str
     body: str
     media_type: str
+    note: str | None = None  # what reading it assumed, for the person adding it
 
 
 def guess_title(body: str, fallback: str) -> str:
@@ -37,24 +38,52 @@ def guess_title(body: str, fallback: str) -> str:
     return fallback
 
 
-def decode_text(data: bytes, name: str) -> str:
+def decode_text(data: bytes, name: str) -> tuple[str, str | None]:
+    """The text, and a note when it was not UTF-8 and its encoding had to be guessed."""
+    note = None
+    if b"\x00" in data[:65536]:
+        raise IngestError(
+            f"{name} is not UTF-8 text: it holds NUL bytes, so it is a binary file (or UTF-16:"
+            " save it as UTF-8)"
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{name} is not UTF-8 text (bad byte at offset {exc.start}); convert it to UTF-8"
-            " or add it as .html or .pdf"
-        ) from exc
+        text, encoding = _guess_decode(data, name, exc.start)
+        note = f"{name} is not UTF-8; read it as {encoding}"
     if "\x00" in text:
         raise IngestError(f"{name} holds NUL bytes; it looks like a binary file, not text")
-    return text
+    return text, note
+
+
+_COMMON_ENCODINGS = ("cp1252", "latin_1", "iso8859_15")
+
+
+def _guess_decode(data: bytes, name: str, bad_at: int) -> tuple[str, str]:
+    from charset_normalizer import from_bytes
+
+    results = list(from_bytes(data))
+    # Several code pages often read a short text equally well; then the commonest
+    # one (Windows' western code page, a superset of Latin-1) is the likeliest.
+    best = None
+    if results:
+        top = [r for r in results if (r.chaos, -r.coherence) == (results[0].chaos,
+                                                                  -results[0].coherence)]
+        best = next((r for r in top if r.encoding in _COMMON_ENCODINGS), results[0])
+    if best is None:
+        raise IngestError(
+            f"{name} is neither UTF-8 (bad byte at offset {bad_at}) nor text in another"
+            " encoding that could be recognised; it may be a binary file"
+        )
+    return str(best), best.encoding
 
 
 def extract_text(data: bytes, name: str, media_type: str) -> Extracted:
-    body = normalise_text(decode_text(data, name).replace("\r\n", "\n"))
+    text, note = decode_text(data, name)
+    body = normalise_text(text.replace("\r\n", "\n"))
     if not body:
         raise IngestError(f"{name} is empty; there is nothing to add")
-    return Extracted(guess_title(body, Path(name).stem), body, media_type)
+    return Extracted(guess_title(body, Path(name).stem), body, media_type, note)
 
 
 SUFFIXES = {
@@ -167,13 +196,33 @@ def extract_bytes(data: bytes, name: str, media_type: str) -> Extracted:
     return extracted
 
 
+def files_under(directory: Path) -> tuple[list[Path], list[Path]]:
+    """(files `extract_file` can read, other files) under `directory`, sorted; hidden
+    files and folders are left out of both."""
+    readable: list[Path] = []
+    skipped: list[Path] = []
+    for path in sorted(directory.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(directory).parts):
+            continue
+        if path.is_file():
+            (readable if path.suffix.lower() in SUFFIXES else skipped).append(path)
+    return readable, skipped
+
+
 def extract_file(path: Path) -> Extracted:
     """Read a file and return its text. Raises IngestError with what to do."""
     suffix = path.suffix.lower()
+    if path.is_dir():
+        readable, _ = files_under(path)
+        raise IngestError(
+            f"{path} is a directory; `commons add --recursive {path}` adds the"
+            f" {len(readable)} files under it that can be read ({', '.join(sorted(SUFFIXES))})"
+        )
     if suffix not in SUFFIXES:
         known = ", ".join(sorted(SUFFIXES))
         raise IngestError(
-            f"{path}: cannot read {suffix or 'files without a suffix'} files; known: {known}"
+            f"{path}: cannot read {f'{suffix} files' if suffix else 'files without a suffix'};"
+            f" known: {known}"
             " (convert it to one of these, or paste its text with `commons add -`)"
         )
     try:
@@ -181,7 +230,9 @@ def extract_file(path: Path) -> Extracted:
     except FileNotFoundError as exc:
         raise IngestError(f"{path} does not exist") from exc
     except IsADirectoryError as exc:
-        raise IngestError(f"{path} is a directory; give the files in it") from exc
+        raise IngestError(
+            f"{path} is a directory; `commons add --recursive {path}` adds the files under it"
+        ) from exc
     except PermissionError as exc:
         raise IngestError(f"{path} cannot be read (permission denied)") from exc
     except OSError as exc:

@@ -99,7 +99,7 @@ class RemoteApi:
         *,
         title: str | None,
         tags: list[str],
-        licence: str,
+        licence: str | None,
         replaces: str | None,
     ) -> JSON:
         result: JSON = self.call(
@@ -117,6 +117,15 @@ class RemoteApi:
 
     def retract(self, prefix: str, reason: str | None) -> JSON:
         result: JSON = self.call("retract", prefix=prefix, reason=reason)
+        return result
+
+    def search(self, query: str, *, limit: int = 20, author: str | None = None,
+               tag: str | None = None) -> list[JSON]:
+        result: list[JSON] = self.call("search", query=query, limit=limit, author=author, tag=tag)
+        return result
+
+    def set_name(self, name: str) -> JSON:
+        result: JSON = self.call("set_name", name=name)
         return result
 
     def export(self, path: str, authors: list[str]) -> JSON:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from commons import seeds
-from commons.model.errors import CommonsError, HomeError, NotFound, Refused
+from commons.display import author_label, fmt_datetime, short_id
+from commons.model.errors import CommonsError, HomeError, IngestError, NotFound, Refused
 from commons.model.identity import Identity
 from commons.model.objects import (
     AnyContent,
@@ -24,13 +25,13 @@ from commons.model.objects import (
     Profile,
     Retraction,
     SignedObject,
-    normalise_tags,
+    check_tags,
     normalise_text,
     parse,
     sign,
 )
 from commons.storage.home import HomeLock, HomePaths, create_identity
-from commons.storage.store import ObjectStore, PutResult, Stored
+from commons.storage.store import ObjectStore, PutResult, Stored, prefix_range
 
 if TYPE_CHECKING:
     from commons.answers.extractive import Answer, Generator
@@ -41,6 +42,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
+LICENCE_NOT_STATED = "not stated"
+
+
+BUNDLE_PROBE_LINES = 20  # a file whose first lines hold no object is not a bundle
+MAX_REASONS = 100  # refused lines whose reasons a report keeps (all are counted)
 
 
 @dataclass
@@ -48,12 +54,19 @@ class ImportReport:
     accepted: int = 0
     duplicate: int = 0
     refused: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+    refused_count: int = 0
+    not_a_bundle: bool = False  # stopped early: the first lines held no object
+
+    def refuse(self, number: int, reason: str) -> None:
+        self.refused_count += 1
+        if len(self.refused) < MAX_REASONS:
+            self.refused.append((number, reason))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "accepted": self.accepted,
             "duplicate": self.duplicate,
-            "refused": len(self.refused),
+            "refused": self.refused_count,
             "reasons": [{"line": n, "reason": r} for n, r in self.refused],
         }
 
@@ -165,13 +178,13 @@ class Commons:
         *,
         clock: Clock,
         name: str | None = None,
-        default_name: str = "anonymous",
+        default_name: str | None = "anonymous",
         **options: Any,
     ) -> Commons:
-        """Create a home (key, store, profile, seed documents), or open an existing one.
-
-        A new home's profile says `name`, else `default_name`. `options` are the
-        constructor's (embedder, embedder_factory, index_url, vectors)."""
+        """Create a home (key, store, profile, seed documents), or open an existing one
+        as it is. A new home's profile says `name`, else `default_name`; with neither
+        there is none until the person gives one. `options` are the constructor's
+        (embedder, embedder_factory, index_url, vectors)."""
         if paths.root.exists() and not paths.root.is_dir():
             raise HomeError(f"{paths.root} exists and is not a directory; choose another --home")
         fresh = not paths.key.exists()
@@ -186,8 +199,8 @@ class Commons:
                 ObjectStore(paths.db).close()
         commons = cls(paths, clock=clock, **options)
         try:
-            if fresh or name:
-                commons.set_name(name or default_name)
+            if fresh and (name or default_name):
+                commons.set_name(name or default_name or "")
             if fresh:
                 report = commons.import_lines(seeds.bundle_lines(), origin="seed")
                 log.info("seeded %d documents", report.accepted)
@@ -245,10 +258,16 @@ class Commons:
         body: str,
         media_type: str = "text/markdown",
         tags: Iterable[str] = (),
-        licence: str = "CC-BY-4.0",
+        licence: str | None = None,
         replaces: str | None = None,
     ) -> tuple[SignedObject, PutResult]:
-        """Sign and store a document. Identical content by this author is stored once."""
+        """Sign and store a document. Identical content by this author is stored once.
+
+        With no licence chosen the document says "not stated": nothing is claimed
+        for the author that they did not choose.
+        """
+        tags = check_tags(tags)  # a bad tag is an error even when the text is a duplicate
+        licence = normalise_text(licence or "") or LICENCE_NOT_STATED
         old = self.resolve(replaces) if replaces else None
         body = normalise_text(body)
         existing = self.find_same_document(title=normalise_text(title), body=body)
@@ -260,8 +279,8 @@ class Commons:
             title=normalise_text(title),
             body=body,
             media_type=media_type,
-            tags=normalise_tags(tags),
-            licence=normalise_text(licence),
+            tags=tags,
+            licence=licence,
             replaces=old,
         )
         return self.publish(content), PutResult.ADDED
@@ -346,7 +365,8 @@ class Commons:
         return self.resolve_author(text)
 
     def resolve_author(self, text: str) -> bytes:
-        """An author by full key, key prefix (8+ hex), or display name."""
+        """An author by full key, key prefix (8+ hex), or display name (exact, else the
+        start of the name or of one of its words), in any case."""
         text = text.strip()
         keys = self.store.authors()
         lowered = text.lower()
@@ -354,21 +374,88 @@ class Commons:
             matches = {k for k in keys if k.hex().startswith(lowered)}
         else:
             names = self.store.display_names()
-            matches = {k for k, n in names.items() if n.casefold() == text.casefold()}
+            wanted = text.casefold()
+            matches = {k for k, n in names.items() if n.casefold() == wanted}
+            if not matches:  # a name's start, or any word's: "seeds" finds "commons seeds"
+                matches = {
+                    k for k, n in names.items()
+                    if n.casefold().startswith(wanted)
+                    or any(w.startswith(wanted) for w in n.casefold().split())
+                }
         if not matches:
             raise NotFound(f"no author {text!r} in this commons; `commons ls` shows who is here")
         if len(matches) > 1:
-            raise NotFound(f"{text!r} names several authors; give their key instead")
+            raise NotFound(f"{text!r} names several authors; give more of the name or their key")
         return matches.pop()
 
     def show(self, prefix: str) -> Stored:
-        stored = self.store.get_stored(self.resolve(prefix))
+        try:
+            oid = self.resolve(prefix)
+        except NotFound:
+            raise self._why_missing(prefix) from None
+        stored = self.store.get_stored(oid)
         if stored.obj.author in self.hidden_authors():
             raise NotFound(
                 f"{stored.obj.id.hex()[:16]}… is by an author you blocked"
                 f" ({stored.obj.author.hex()[:16]}…); `commons unblock KEY` shows it again"
             )
         return stored
+
+    def _why_missing(self, prefix: str) -> NotFound:
+        """NotFound that says so when the object was retracted (its tombstone is kept)."""
+        low, high = prefix_range(prefix)
+        rows = self.store.query(
+            "SELECT target, retraction FROM tombstones WHERE target BETWEEN ? AND ? LIMIT 1",
+            (low, high),
+        )
+        if not rows:
+            return NotFound(f"no object with an id starting {prefix.strip().lower()}")
+        target, retraction_id = bytes(rows[0][0]), bytes(rows[0][1])
+        try:
+            retraction = self.store.get(retraction_id)
+        except NotFound:
+            return NotFound(f"{short_id(target.hex())} was retracted by its author")
+        names = self.store.display_names()
+        who = author_label(retraction.author.hex(), names.get(retraction.author))
+        content = retraction.content
+        reason = content.reason if isinstance(content, Retraction) else None
+        why = f" (reason: {reason})" if reason else ""
+        return NotFound(
+            f"{short_id(target.hex())} was retracted by {who} on"
+            f" {fmt_datetime(retraction.created_at)} UTC{why}; its author withdrew it, so it"
+            " is no longer kept or shared"
+        )
+
+    def replaced_by(self, oid: bytes) -> list[bytes]:
+        """Stored newer versions of document `oid`, by its author, newest first."""
+        rows = self.store.query(
+            "SELECT n.id FROM versions v JOIN objects n ON n.id = v.new"
+            " JOIN objects o ON o.id = v.old AND o.author = v.author"
+            " WHERE v.old = ? ORDER BY n.created_at DESC",
+            (oid,),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def search(
+        self, query: str, *, limit: int = 20, author: str | None = None, tag: str | None = None
+    ) -> list[tuple[Stored, str]]:
+        """Current documents whose words match `query`, best first, each with a snippet
+        (matching words in [brackets])."""
+        from commons.search.lexical import Filters
+
+        filters = Filters(
+            authors=frozenset([self.resolve_author(author)]) if author else frozenset(),
+            tags=frozenset([tag.strip().lower()]) if tag else frozenset(),
+            blocked=self.hidden_authors(),
+        )
+        index = self.search_index()
+        out = []
+        for hit in index.words.search_documents(query, limit, filters):
+            try:
+                out.append((self.store.get_stored(hit.doc), hit.snippet))
+            except NotFound:  # retracted since it was indexed
+                continue
+        return out
 
     # -- asking ---------------------------------------------------------------
 
@@ -486,13 +573,30 @@ class Commons:
         return write_atomically(path, (s.obj.to_bytes() for s in stored))
 
     def import_bundle(self, path: Path) -> ImportReport:
-        return self.import_lines(read_bundle(path), origin=f"import:{path.name}")
+        report = self.import_lines(
+            read_bundle(path), origin=f"import:{path.name}", probe=BUNDLE_PROBE_LINES
+        )
+        if report.not_a_bundle:
+            raise IngestError(
+                f"{path.name} is not a commons bundle (the first {BUNDLE_PROBE_LINES} lines"
+                f" hold no object; line {report.refused[0][0]}: {report.refused[0][1]});"
+                " a bundle is what `commons export` writes; nothing was imported"
+            )
+        return report
 
-    def import_lines(self, lines: Iterable[tuple[int, bytes]], *, origin: str) -> ImportReport:
-        """Verify and store each line's object; one bad line never stops the rest."""
+    def import_lines(
+        self, lines: Iterable[tuple[int, bytes]], *, origin: str, probe: int | None = None
+    ) -> ImportReport:
+        """Verify and store each line's object; one bad line never stops the rest, but
+        with `probe`, a file whose first `probe` lines hold no object stops there."""
         report = ImportReport()
         hidden = self.hidden_authors()
+        seen_object = False
         for number, line in lines:
+            seen_object = seen_object or line.lstrip()[:1] == b"{"
+            if probe is not None and number > probe and not seen_object:
+                report.not_a_bundle = True
+                break
             now = self.clock()
             try:
                 obj = parse(line, now=now)
@@ -500,10 +604,12 @@ class Commons:
                     raise Refused(f"{obj.id.hex()[:16]}… is by an author you blocked")
                 result = self.store.put(obj, now=now, origin=origin)
             except Refused as exc:
-                report.refused.append((number, str(exc)))
+                report.refuse(number, str(exc))
                 continue
             if result is PutResult.ADDED:
                 report.accepted += 1
             else:
                 report.duplicate += 1
+        if probe is not None and report.refused_count and not seen_object:
+            report.not_a_bundle = True
         return report

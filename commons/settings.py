@@ -62,6 +62,13 @@ class Settings:
     listen: str | None = None
     peers: tuple[str, ...] = ()
     index_url: str | None = None
+    # Your display name when a home is made (a first run, `init`), your default
+    # licence for what you add (None: you state one each time, or it is "not
+    # stated"), the mirror's policy file, and where the app's node listens.
+    name: str | None = None
+    licence: str | None = None
+    policy: str | None = None
+    app_listen: str | None = None
 
     @classmethod
     def load(
@@ -90,6 +97,9 @@ class Settings:
                     return c
             return None
 
+        app_config = config.get("app", {})
+        if not isinstance(app_config, dict):
+            raise CommonsError(f"{home / CONFIG_FILE}: [app] must be a table")
         peers = flags.get("peers") or config.get("peers") or ()
         return cls(
             home=home,
@@ -105,6 +115,10 @@ class Settings:
             listen=pick("listen", None, config.get("listen")),
             peers=tuple(str(p) for p in peers),
             index_url=pick("index_url", ENV_INDEX_URL, config.get("index_url")),
+            name=_text_or_none(config.get("name")),  # `--name` of serve names the node
+            licence=pick("licence", None, config.get("licence")),
+            policy=pick("policy", None, config.get("policy")),
+            app_listen=pick("app_listen", None, app_config.get("listen")),
         )
 
 
@@ -138,3 +152,7 @@ def read_config(path: Path) -> dict[str, Any]:
         return {}  # no file, or no home yet: the home's own checks say what is wrong
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise CommonsError(f"cannot read {path}: {exc}; fix or remove the file") from exc
+
+
+def _text_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
 import os
 import signal
+import sys
 import time
+import urllib.error
+import urllib.request
 from typing import TYPE_CHECKING, Any, Protocol
 
 from commons.cli import Context, command, json_flag
@@ -21,6 +26,8 @@ from sync.gossip.policy import Policy
 if TYPE_CHECKING:
     from sync.http.node import Node
     from sync.web import WebConfig
+
+events_log = logging.getLogger("sync.events")
 
 DEFAULT_LISTEN = "127.0.0.1:7400"
 MIRROR_LISTEN = "0.0.0.0:7400"
@@ -70,7 +77,8 @@ def _node_flags(parser: argparse.ArgumentParser, *, name: bool = True) -> None:
 
 def register(sub: Any) -> None:
     p = command(sub, "serve", "sync.cli:serve", "run a node: gossip and the local API")
-    p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
+    p.add_argument("--listen",
+                   help=f"HOST:PORT (default: the `listen` setting, else {DEFAULT_LISTEN})")
     p.add_argument("--peer", action="append", default=[], dest="peers", help="a peer URL")
     p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
     p.add_argument("--web", action="store_true",
@@ -78,9 +86,11 @@ def register(sub: Any) -> None:
     _node_flags(p)
 
     p = command(sub, "mirror", "sync.cli:mirror", "run an always-on community mirror")
-    p.add_argument("--listen", default=MIRROR_LISTEN, help=f"HOST:PORT (default {MIRROR_LISTEN})")
+    p.add_argument("--listen",
+                   help=f"HOST:PORT (default: the `listen` setting, else {MIRROR_LISTEN})")
     p.add_argument("--peer", action="append", default=[], dest="peers", help="a peer URL")
-    p.add_argument("--policy", metavar="FILE", help="the accept policy (JSON)")
+    p.add_argument("--policy", metavar="FILE",
+                   help="the accept policy (JSON; default: the `policy` setting)")
     p.add_argument("--name", help="the mirror's public name")
     p.add_argument("--index-url", help="keep vectors in a Chroma server at this URL")
     p.add_argument("--web", action="store_true",
@@ -114,14 +124,16 @@ def mirror(args: argparse.Namespace, ctx: NodeContext) -> int:
 
 
 def _run(args: argparse.Namespace, ctx: NodeContext, *, mirror: bool) -> int:
-    policy = Policy.load(args.policy) if getattr(args, "policy", None) else None
+    settings = ctx.settings  # flags, else the home's config.toml
+    policy = Policy.load(settings.policy) if mirror and settings.policy else None
+    listen = settings.listen or (MIRROR_LISTEN if mirror else DEFAULT_LISTEN)
     if args.interval <= 0:
         raise CommonsError("--interval must be a positive number of seconds")
     with ctx.open_commons() as commons:
         node = ctx.node(
             commons,
-            listen=args.listen,
-            peers=args.peers,
+            listen=listen,
+            peers=list(settings.peers),
             policy=policy,
             round_interval=args.interval,
             name=getattr(args, "name", None),
@@ -152,9 +164,14 @@ def _web_config(args: argparse.Namespace, ctx: NodeContext) -> WebConfig | None:
         time.monotonic,
         {"llm": url, "model": model, "gguf": gguf, "llm_key": ctx.settings.llm.key},
     )
+def _log_event(event: Any) -> None:
+    """A gossip log line (a sync, a decline and why, a dropped peer) as an INFO record."""
+    level = logging.WARNING if event.kind in ("fault", "dropped", "refused") else logging.INFO
+    events_log.log(level, "%-11s %s", event.kind, event.message)
 
 
 async def _serve(node: Node) -> None:
+    node.subscribe(_log_event)
     try:
         await node.start()
     except OSError as exc:
@@ -191,19 +208,27 @@ def peers_ls(args: argparse.Namespace, ctx: NodeContext) -> int:
     if args.json:
         print_json(rows)
         return 0
+    rows = [p for p in rows if p["state"] != "removed"]  # removed by you: gone from view
     if not rows:
         print("no peers yet; add one with `commons peers add http://HOST:7400`")
         return 0
     for p in rows:
         flags = " mirror" if p["mirror"] else ""
-        state = "" if p["state"] == "active" else f" [{p['state']}]"
         seen = fmt_datetime(p["last_seen"], missing="never")
         print(
-            f"{p['url']:32} {(p['name'] or '?')[:20]:20} health {p['health']:.2f}"
-            f"  seen {seen}  sent {p['sent']}  received {p['received']}"
-            f"{flags}{state}"
+            f"{p['url']:32} {(p['name'] or '?')[:20]:20} {peer_state(p):24}"
+            f"  seen {seen}  sent {p['sent']}  received {p['received']}{flags}"
         )
     return 0
+
+
+def peer_state(p: dict[str, Any]) -> str:
+    """What a person can act on: answering, failing since when, or dropped and why."""
+    if p["state"] == "dropped":
+        return f"dropped: {p.get('faults', 0)} bad objects"
+    if p["failures"]:
+        return f"failing: {p['failures']} tries in a row"
+    return "ok" if p["last_seen"] else "not reached yet"
 
 
 def peers_add(args: argparse.Namespace, ctx: NodeContext) -> int:
@@ -217,7 +242,30 @@ def peers_add(args: argparse.Namespace, ctx: NodeContext) -> int:
                 raise CommonsError(f"{url} is this home's own node")
             save_rows(home.store, *table.pending_rows())
     print(f"added {url}")
+    problem = reachability(url)
+    if problem:
+        print(
+            f"warning: {problem}; it stays among your peers and is tried again with"
+            f" back-off (`commons peers rm {url}` removes it)",
+            file=sys.stderr,
+        )
     return 0
+
+
+def reachability(url: str, timeout: float = 3.0) -> str | None:
+    """Why `url` does not look like a commons node now, or None if its /status answers."""
+    try:
+        with urllib.request.urlopen(f"{url}/status", timeout=timeout) as response:
+            json.loads(response.read(65536))
+    except urllib.error.HTTPError as exc:
+        return f"{url} answers, but not as a commons node (HTTP {exc.code} for /status)"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        text = getattr(reason, "strerror", None) or str(reason)
+        return f"nothing answers at {url} now ({text})"
+    except ValueError:
+        return f"{url} answers, but not as a commons node (its /status is not JSON)"
+    return None
 
 
 def peers_rm(args: argparse.Namespace, ctx: NodeContext) -> int:
@@ -242,9 +290,13 @@ def sync_once(args: argparse.Namespace, ctx: NodeContext) -> int:
     url = normalise_url(args.url)
     with ctx.open_owner() as home:
         if isinstance(home, RemoteApi):
+            known = {p["url"] for p in home.peers()}
             result = home.sync_with(url)
+            known_after = {p["url"] for p in home.peers()}
         else:
+            known = {p.url for p in _local_table(home).all()}
             result = asyncio.run(_sync_once(ctx, home, url))
+            known_after = {p.url for p in _local_table(home).all()}
     if args.json:
         print_json(result)
     if result["error"]:
@@ -255,6 +307,10 @@ def sync_once(args: argparse.Namespace, ctx: NodeContext) -> int:
             f" in {result['round_trips']} round trips"
             + (f"; {result['declined']} declined by policy" if result["declined"] else "")
         )
+        if url not in known and url in known_after:
+            print(f"{url} is now among your peers; `commons peers rm {url}` removes it")
+        elif url not in known:
+            print(f"{url} was not added to your peers; `commons peers add {url}` adds it")
     return 0
 
 

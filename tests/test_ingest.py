@@ -148,7 +148,7 @@ def test_an_encrypted_pdf_is_refused_clearly(tmp_path: Path) -> None:
         ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "not a readable PDF"),
         ("photo.jpg", b"\xff\xd8\xff\xe0", "cannot read .jpg files"),
         ("README", b"text", "files without a suffix"),
-        ("latin1.txt", "caf\xe9".encode("latin-1"), "not UTF-8"),
+        ("blob.txt", b"\x00\x01\x02binary", "not UTF-8"),
         ("empty.md", b"  \n", "empty"),
     ],
 )
@@ -159,6 +159,14 @@ def test_unknown_or_unreadable_files_get_a_clear_error(
     path.write_bytes(data)
     with pytest.raises(IngestError, match=message):
         extract_file(path)
+
+
+def test_latin1_text_is_read_and_the_guess_is_said(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Un café crème, très bien, à l'école.".encode("latin-1"))
+    extracted = extract_file(path)
+    assert extracted.body.startswith("Un café crème")
+    assert extracted.note is not None and "read it as cp1252" in extracted.note
 
 
 def test_text_too_large_for_one_document_is_refused_before_signing(tmp_path: Path) -> None:

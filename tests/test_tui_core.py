@@ -33,7 +33,7 @@ from tui.core import (
     sync_summary,
 )
 
-HEADLESS = ("tui.core", "tui.backend")
+HEADLESS = ("tui.core", "tui.backend", "tui.form", "tui.history")
 
 
 @pytest.mark.parametrize("module", HEADLESS)
@@ -74,6 +74,20 @@ def test_filter_words_author_and_tag() -> None:
     other = row(id="ef" * 32, title="Pumps", tags=[], author_name=None)
     assert filter_rows([r, other], parse_filter("tag:water")) == [r]
     assert filter_rows([r, other], parse_filter("")) == [r, other]
+
+
+def test_filter_by_prefix_any_case_quoted_names_and_text_hits() -> None:
+    r = row(author_name="river library", tags=["gossip", "water"])
+    assert parse_filter('author:"river lib" "two words"') == LibraryFilter(
+        ("two words",), "river lib", None
+    )
+    assert matches(r, parse_filter("author:RIV"))
+    assert matches(r, parse_filter("author:library"))  # a later word of the name
+    assert matches(r, parse_filter('author:"River Library"'))
+    assert matches(r, parse_filter("tag:goss"))
+    assert not matches(r, parse_filter("tag:ossip"))
+    assert not matches(r, parse_filter("tombstone"))
+    assert matches(r, parse_filter("tombstone"), frozenset([r.id]))  # found in its text
 
 
 def test_labels() -> None:

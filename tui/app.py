@@ -20,6 +20,7 @@ from tui.components.contribute import ContributeScreen
 from tui.components.help import HelpScreen
 from tui.components.identity import IdentityScreen
 from tui.components.library import LibraryScreen
+from tui.components.name import NameScreen
 from tui.components.peers import PeersScreen
 from tui.core import format_event
 
@@ -108,6 +109,9 @@ class CommonsApp(App[None]):
                 )
             else:
                 self.node_running = True
+                self.backend.node_listening()
+        if self.backend.fresh:
+            self.push_screen(NameScreen(self.backend, first_run=True))
 
     async def on_unmount(self) -> None:
         if self.node_running and self.backend.node is not None:

@@ -25,6 +25,7 @@ from commons.search.chunking import chunk_text
 from commons.service import Commons
 from sync.api import RunningNode
 from tui.core import AnswerView, Badge, DocRow, PeerRow
+from tui.history import QuestionLog
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class Backend:
         node: RunningNode | None = None,
         remote_url: str | None = None,
         node_note: str | None = None,
+        default_licence: str | None = None,
+        fresh: bool = False,
+        remember_listen: Callable[[str], None] | None = None,
     ) -> None:
         self.api = api
         self.clock = clock
@@ -77,6 +81,13 @@ class Backend:
         self.remote = api if isinstance(api, RemoteApi) else None
         # Why there is no node, shown on the Peers screen instead of a table.
         self.node_note = node_note
+        # The licence the Contribute form starts with (the home's `licence` setting).
+        self.default_licence = default_licence
+        # The home was made by this launch: the app asks for a display name.
+        self.fresh = fresh
+        # Keeps the node's address in the home's config once it listens.
+        self.remember_listen = remember_listen
+        self.questions = QuestionLog(home)
         self._closers: list[Callable[[], None]] = []
 
     def close(self) -> None:
@@ -150,7 +161,41 @@ class Backend:
 
     def ask(self, question: str, *, k: int = 8) -> AnswerView:
         result = self.api.ask(question=question, k=k, authors=[], tags=[])
+        try:
+            self.questions.add(question, result, asked_at=self.clock())
+        except OSError as exc:  # the answer matters more than keeping it
+            log.warning("cannot keep the question in %s: %s", self.questions.path, exc)
         return AnswerView.from_json(question, result)
+
+    def asked(self) -> list[AnswerView]:
+        """Questions asked before (kept in the home), newest first."""
+        return [AnswerView.from_json(q, a) for q, a in self.questions.load()]
+
+    def clear_asked(self) -> None:
+        self.questions.clear()
+
+    # -- finding --------------------------------------------------------------
+
+    def search(self, text: str, *, limit: int = 200) -> dict[str, str]:
+        """{document id: snippet} of documents whose words match `text`."""
+        return {h["id"]: str(h.get("snippet", "")) for h in self.api.search(text, limit=limit)}
+
+    # -- identity -------------------------------------------------------------
+
+    def set_name(self, name: str) -> Whoami:
+        self.api.set_name(name)
+        return self.whoami()
+
+    def node_listening(self) -> None:
+        """Called once the app's node listens: remember where, if asked to."""
+        if self.node is None or self.remember_listen is None:
+            return
+        host, port = getattr(self.node, "host", None), getattr(self.node, "port", None)
+        if host and port:
+            try:
+                self.remember_listen(f"{host}:{port}")
+            except Exception as exc:  # not keeping the port must not stop the app
+                log.warning("cannot keep the node's address in the config: %s", exc)
 
     # -- contributing ---------------------------------------------------------
 
@@ -170,7 +215,7 @@ class Backend:
         *,
         title: str | None,
         tags: list[str],
-        licence: str,
+        licence: str | None,
         on_chunks: Callable[[int], None] | None = None,
     ) -> Published:
         """Sign, store and index. `on_chunks(n)` hears of passages embedded as they are."""

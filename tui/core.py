@@ -168,6 +168,15 @@ class LibraryFilter:
         return bool(self.words or self.author or self.tag)
 
 
+def filter_tokens(text: str) -> list[str]:
+    """Words of the filter box; "double quotes" keep a phrase (or a name) together,
+    also after a prefix: author:"river library"."""
+    return [(m.group(1) or "") + m.group(2).replace('"', "") for m in _TOKEN.finditer(text)]
+
+
+_TOKEN = re.compile(r'(\w+:)?("[^"]*"?|[^\s"]+)')
+
+
 def parse_filter(text: str, *, author: str | None = None, tag: str | None = None) -> LibraryFilter:
     """Read 'author:NAME tag:TAG words' typed in the filter box.
 
@@ -175,7 +184,7 @@ def parse_filter(text: str, *, author: str | None = None, tag: str | None = None
     typed ones are absent, so a typed filter is never silently ignored.
     """
     words: list[str] = []
-    for token in text.split():
+    for token in filter_tokens(text):
         key, sep, value = token.partition(":")
         if sep and value and key.lower() in ("author", "by", "a"):
             author = value
@@ -183,28 +192,35 @@ def parse_filter(text: str, *, author: str | None = None, tag: str | None = None
             tag = value
         elif token.startswith("#") and len(token) > 1:
             tag = token[1:]
-        else:
+        elif token.strip():
             words.append(token.casefold())
     return LibraryFilter(tuple(words), author, tag.lower() if tag else None)
 
 
-def matches(row: DocRow, f: LibraryFilter) -> bool:
-    if f.tag and f.tag not in row.tags:
+def matches(row: DocRow, f: LibraryFilter, text_hits: frozenset[str] = frozenset()) -> bool:
+    """Whether `row` passes `f`: author and tag by prefix, any case; words in its title,
+    author, tags or origin, or (`text_hits`: ids a full-text search found) its text."""
+    if f.tag and not any(t.startswith(f.tag) for t in row.tags):
         return False
     if f.author:
         needle = f.author.casefold()
         by_key = row.author.startswith(needle)
-        by_name = (row.author_name or "").casefold() == needle
+        name = (row.author_name or "").casefold()
+        by_name = name.startswith(needle) or any(w.startswith(needle) for w in name.split())
         if not (by_key or by_name):
             return False
+    if row.id in text_hits:
+        return True
     haystack = " ".join(
         [row.title, row.author_name or "", row.author[:8], " ".join(row.tags), row.origin]
     ).casefold()
     return all(word in haystack for word in f.words)
 
 
-def filter_rows(rows: Iterable[DocRow], f: LibraryFilter) -> list[DocRow]:
-    return [row for row in rows if matches(row, f)]
+def filter_rows(
+    rows: Iterable[DocRow], f: LibraryFilter, text_hits: frozenset[str] = frozenset()
+) -> list[DocRow]:
+    return [row for row in rows if matches(row, f, text_hits)]
 
 
 def newest_first(rows: Iterable[DocRow]) -> list[DocRow]:
@@ -594,7 +610,7 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("everywhere", "ctrl+p", "command palette: every action by name"),
     ("everywhere", "tab", "next field or list"),
     ("everywhere", "ctrl+q", "quit"),
-    ("Library", "type", "filter; author:NAME, tag:TAG or #TAG narrow it"),
+    ("Library", "type", "words in titles and text; author:NAME, tag:TAG, \"a phrase\""),
     ("Library", "up / down", "choose a document"),
     ("Library", "enter", "open it, rendered, with its provenance"),
     ("Library", "escape", "clear the filters"),
@@ -606,15 +622,17 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("Ask", "up / down", "earlier questions (in the box)"),
     ("Ask", "1 … 9", "open citation n at its passage"),
     ("Ask", "escape", "back to the question box"),
+    ("Ask", "ctrl+l", "forget the questions kept on this machine"),
     ("Contribute", "ctrl+o", "pick a file"),
     ("Contribute", "right", "accept the path completion"),
     ("Contribute", "ctrl+r", "preview the passages"),
-    ("Contribute", "ctrl+s", "sign and publish"),
+    ("Contribute", "ctrl+s", "sign and publish what \"Will sign\" shows"),
     ("Peers", "enter", "add the peer typed in the box"),
     ("Peers", "delete", "remove the chosen peer"),
     ("Peers", "ctrl+s", "sync now"),
     ("Identity", "enter", "open your document"),
     ("Identity", "delete", "retract it"),
+    ("Identity", "n", "change your display name"),
 )
 
 

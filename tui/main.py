@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--listen",
         dest="app_listen",
-        default="127.0.0.1:0",
         metavar="HOST:PORT",
-        help="where the app's node listens (default: a free port on 127.0.0.1)",
+        help="where the app's node listens (default: the `app.listen` setting; else a free"
+        " port on 127.0.0.1, kept in the config for the next launch)",
     )
     parser.add_argument(
         "--peer",
@@ -65,12 +65,31 @@ def resolve_handler(spec: str) -> Callable[[argparse.Namespace, Any], int]:
     return handler
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+# Commands that run until stopped: they say what they do at INFO without -v.
+LONG_RUNNING = ("sync.cli:serve", "sync.cli:mirror")
+OUR_LOGGERS = ("commons", "sync", "tui")
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    verbose = min(args.verbose, 2)
+    if args.handler in LONG_RUNNING:
+        logging.basicConfig(
+            level=logging.WARNING - 10 * verbose,
+            format="%(asctime)s %(levelname)-7s %(message)s",
+            datefmt="%Y-%m-%d %H:%M:%S",
+        )
+        for name in OUR_LOGGERS:  # ours at INFO; libraries stay quiet unless -v
+            logging.getLogger(name).setLevel(logging.INFO - 10 * (verbose > 1))
+        return
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
+        level=logging.WARNING - 10 * verbose,
         format="%(levelname)s %(name)s: %(message)s",
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args)
     try:
         settings = Settings.load(vars(args), os.environ)
         return resolve_handler(args.handler)(args, Root(settings))

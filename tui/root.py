@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from commons.api import CommonsApi, LocalApi
+from commons.config_file import set_value
 from commons.model.errors import HomeLocked
 from commons.remote import RemoteApi
 from commons.service import Commons
@@ -150,7 +151,13 @@ class Root:
         node that already owns it."""
         from tui.backend import Backend
 
-        owner = self._own_or_reach(self.init_commons)
+        fresh = not self.paths.exists()  # a first run: the app asks for a display name
+        owner = self._own_or_reach(
+            lambda: Commons.init(
+                self.paths, name=self.settings.name, default_name=None,
+                **self._commons_options(),
+            )
+        )
         home = self.paths.root
         if isinstance(owner, RemoteApi):
             who = owner.whoami()
@@ -160,6 +167,7 @@ class Root:
                 home=home,
                 public_key=who["public_key"],
                 remote_url=owner.node_url or "?",
+                default_licence=self.settings.licence,
             )
         make_node: Callable[[Commons], RunningNode] | None = None
         note: str | None = "the app was started with --offline"
@@ -170,6 +178,12 @@ class Root:
         except BaseException:
             owner.close()
             raise
+        remember: Callable[[str], None] | None = None
+        if listen.endswith(":0") and self.settings.app_listen is None:
+            # Peers keep our address: listen on the same port at the next launch.
+            def remember(address: str) -> None:
+                set_value(self.settings.home, "app.listen", address)
+
         return Backend(
             LocalApi(owner),
             clock=self._clock,
@@ -178,4 +192,7 @@ class Root:
             commons=owner,
             node=node,
             node_note=note if node is None else None,
+            default_licence=self.settings.licence,
+            fresh=fresh,
+            remember_listen=remember,
         )

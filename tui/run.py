@@ -26,10 +26,13 @@ def log_to_file(path: Path) -> Iterator[None]:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.handlers = [handler]
+    level = root.level
+    root.setLevel(min(level, logging.INFO))  # what the node did is worth keeping
     try:
         yield
     finally:
         root.handlers = saved
+        root.setLevel(level)
         handler.close()
 
 
@@ -39,7 +42,7 @@ def main_command(args: argparse.Namespace, root: Root) -> int:
     with log_to_file(root.paths.root / LOG_FILE):
         backend = root.backend(
             offline=bool(getattr(args, "offline", False)),
-            listen=getattr(args, "app_listen", None) or "127.0.0.1:0",
+            listen=root.settings.app_listen or "127.0.0.1:0",  # the flag, else the config
             peers=list(getattr(args, "app_peers", None) or []),
         )
         try:

@@ -61,24 +61,59 @@ def json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    """The core's commands: init, id, add, ls, show, retract, export, import, ask, reindex."""
-    p = command(sub, "init", "commons.cli.documents:init", "create a home with a fresh identity")
+    """The core's commands: init, id, name, config, add, ls, search, show, retract, export,
+    import, ask, reindex."""
+    p = command(
+        sub,
+        "init",
+        "commons.cli.documents:init",
+        "create a home with a fresh identity (an existing home is left as it is)",
+    )
     p.add_argument("--name", help="your display name, signed into your profile")
+
+    p = command(sub, "name", "commons.cli.config:name", "change your display name")
+    p.add_argument("name", nargs="+", metavar="NAME", help="the name others see (words join)")
+
+    config = command(sub, "config", "commons.cli.config:config_show",
+                     "show or change the home's settings (config.toml)")
+    config.set_defaults(json=False)
+    config_sub = config.add_subparsers(title="config commands", metavar="ACTION")
+    p = command(config_sub, "show", "commons.cli.config:config_show", "show every setting")
+    json_flag(p)
+    p = command(config_sub, "set", "commons.cli.config:config_set", "set one setting")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("value", metavar="VALUE")
+    p = command(config_sub, "unset", "commons.cli.config:config_unset", "remove one setting")
+    p.add_argument("key", metavar="KEY")
 
     p = command(sub, "id", "commons.cli.documents:whoami", "show your public key, name and home")
     json_flag(p)
 
     p = command(sub, "add", "commons.cli.documents:add", "sign and add files (or - for stdin)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files to add; - reads standard input")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="add the readable files under each directory given")
     p.add_argument("--title", help="title (default: the first heading or line)")
     p.add_argument("--tag", action="append", default=[], dest="tags", help="a tag (repeatable)")
-    p.add_argument("--licence", default="CC-BY-4.0", help="licence (default: CC-BY-4.0)")
+    p.add_argument(
+        "--licence",
+        help="the licence you give it, e.g. CC-BY-4.0 (default: the `licence` setting, else"
+        " \"not stated\"); sign only your own work, or work whose licence allows it",
+    )
     p.add_argument("--replaces", metavar="ID", help="publish as a new version of your document ID")
     json_flag(p)
 
     p = command(sub, "ls", "commons.cli.documents:ls", "list the documents in the commons")
     p.add_argument("--author", help="only this author (key, key prefix or display name)")
     p.add_argument("--tag", help="only documents with this tag")
+    json_flag(p)
+
+    p = command(sub, "search", "commons.cli.documents:search",
+                "find documents by their words (full text)")
+    p.add_argument("query", nargs="+", metavar="WORDS")
+    p.add_argument("--author", help="only this author (key prefix or name, any case)")
+    p.add_argument("--tag", help="only documents with this tag")
+    p.add_argument("-n", "--limit", type=int, default=20, help="at most this many (default 20)")
     json_flag(p)
 
     p = command(

@@ -80,7 +80,7 @@ def decode_json(data: bytes | str) -> dict[str, Any]:
             parse_constant=_no_float,
         )
     except json.JSONDecodeError as exc:
-        raise InvalidObject(f"object is not valid JSON: {exc.msg} at character {exc.pos}") from exc
+        raise InvalidObject(f"object is not valid JSON: {exc.msg} (character {exc.pos})") from exc
     except ValueError as exc:  # any other conversion the decoder refuses
         raise InvalidObject(f"object is not valid JSON: {exc}") from exc
     except RecursionError as exc:

@@ -116,6 +116,20 @@ def normalise_tags(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(t for t in cleaned if t))
 
 
+def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """`normalise_tags`, refusing a tag the format cannot hold, with what to do instead."""
+    normal = normalise_tags(tags)
+    for tag in normal:
+        if not _TAG.match(tag):
+            raise InvalidObject(
+                f"tag {_show(tag)} has a space or comma (or is over 64 characters); a tag is"
+                " one word: use --tag twice for two tags, or a dash (e.g. rain-water)"
+            )
+    if len(normal) > 32:
+        raise InvalidObject(f"{len(normal)} tags given; a document holds at most 32")
+    return normal
+
+
 # -- the kinds ----------------------------------------------------------------
 
 

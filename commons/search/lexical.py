@@ -143,6 +143,27 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+@dataclass(frozen=True)
+class DocumentHit:
+    """A document whose words match a search, with its best passage's snippet."""
+
+    doc: bytes
+    score: float  # -bm25 of its best passage: higher is better
+    snippet: str  # the matching words wrapped in SNIPPET_MARK
+
+
+SNIPPET_MARK = ("[", "]")
+SNIPPET_TOKENS = 16
+
+
+def all_words_query(text: str) -> str | None:
+    """Like `match_query`, but every word must be in the passage (AND)."""
+    terms = [t for t in content_words(text) if t.strip("_")][:MAX_QUERY_TERMS]
+    if not terms:
+        return None
+    return " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
 class LexicalIndex:
     """Indexed documents, their passages and the words of those passages."""
 
@@ -354,6 +375,31 @@ class LexicalIndex:
                 [TITLE_WEIGHT, TEXT_WEIGHT, query, *params, n],
             )
         return [Scored(int(cid), -float(score)) for cid, score in rows[:n]]
+
+    def search_documents(
+        self, text: str, n: int, filters: Filters = NO_FILTERS
+    ) -> list[DocumentHit]:
+        """Current documents by their best-matching passage: all the words if any passage
+        has them all, else any of them. Best first, one hit per document."""
+        for query in (all_words_query(text), match_query(text)):
+            if query is None or n <= 0:
+                return []
+            where, params = self._filter_sql(filters)
+            rows = self.store.query(
+                "SELECT c.doc, bm25(index_fts, ?, ?) AS score,"
+                " snippet(index_fts, 1, ?, ?, '…', ?) FROM index_fts"
+                " JOIN index_chunks c ON c.id = index_fts.rowid"
+                f" WHERE index_fts MATCH ? AND {where} ORDER BY score LIMIT ?",
+                [TITLE_WEIGHT, TEXT_WEIGHT, *SNIPPET_MARK, SNIPPET_TOKENS, query, *params, n * 8],
+            )
+            hits: dict[bytes, DocumentHit] = {}
+            for doc, score, snippet in rows:
+                key = bytes(doc)
+                if key not in hits:
+                    hits[key] = DocumentHit(key, -float(score), " ".join(str(snippet).split()))
+            if hits:
+                return list(hits.values())[:n]
+        return []
 
     def chunks(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
         ids = list(ids)

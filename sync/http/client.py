@@ -144,5 +144,8 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int, where: str) ->
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
-    text = str(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # Its text names the TLS context ("ssl:default"), which says nothing to a person.
+        return f"nothing answers at {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
+    text = str(exc).replace(" ssl:default", "").replace(" ssl:None", "")
     return text or type(exc).__name__

@@ -49,7 +49,7 @@ MAX_API_BODY = 64 * 1024 * 1024  # an added document's text can be large
 # LocalApi methods that never touch the search index; every other one (ask, add,
 # reindex, and any added later) waits until the index has caught up after start.
 NO_INDEX_NEEDED = frozenset({"whoami", "documents", "show", "retract", "export", "import_bundle",
-                             "block", "unblock", "blocked"})
+                             "block", "unblock", "blocked", "set_name"})
 NODE_METHODS = ("peers", "add_peer", "remove_peer", "sync_now", "sync_with", "status")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -36,6 +36,7 @@ class AskScreen(CommonsScreen):
         Binding("up", "history(1)", "Earlier question", show=False),
         Binding("down", "history(-1)", "Later question", show=False),
         Binding("escape", "focus_question", "Question"),
+        Binding("ctrl+l", "clear_history", "Clear history"),
     ]
 
     class Answered(Message):
@@ -60,13 +61,40 @@ class AskScreen(CommonsScreen):
                     yield Markdown(WELCOME, id="answer")
                 yield OptionList(id="citations")
             with Vertical(id="history-pane"):
-                yield Static("History", classes="pane-title")
+                yield Static("History · ^l clears", classes="pane-title")
                 yield OptionList(id="history")
         yield Footer()
+
+    class Recalled(Message):
+        """Questions asked in earlier sessions, read from the home."""
+
+        def __init__(self, answers: list[AnswerView]) -> None:
+            super().__init__()
+            self.answers = answers
 
     def on_mount(self) -> None:
         self.query_one("#citations", OptionList).display = False
         self.query_one("#question", Input).focus()
+        self.recall()
+
+    @work(thread=True, group="ask-history")
+    def recall(self) -> None:
+        with self.reporting("Reading your earlier questions"):
+            self.post_message(self.Recalled(self.backend.asked()))
+
+    def on_ask_screen_recalled(self, message: Recalled) -> None:
+        asked_now = [a.question for a in self.history.answers]
+        earlier = [a for a in message.answers if a.question not in asked_now]
+        self.history.answers = self.history.answers + earlier
+        self.show_history()
+
+    def action_clear_history(self) -> None:
+        self.backend.clear_asked()
+        self.history.answers = []
+        self._recall = -1
+        self.show_history()
+        self.notify("Your earlier questions are forgotten on this machine.",
+                    title="History cleared")
 
     # -- asking ---------------------------------------------------------------
 

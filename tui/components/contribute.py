@@ -13,7 +13,17 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.suggester import Suggester
-from textual.widgets import Button, Footer, Input, OptionList, ProgressBar, Static, TextArea
+from textual.widgets import (
+    Button,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    ProgressBar,
+    Select,
+    Static,
+    TextArea,
+)
 from textual.widgets.option_list import Option
 
 from commons.ingest import Extracted
@@ -22,7 +32,13 @@ from tui.backend import Backend, Published
 from tui.components.base import CommonsScreen
 from tui.components.file_picker import FilePickerScreen
 from tui.components.navbar import NavBar
-from tui.core import complete_path, excerpt, parse_tags, short_id
+from tui.core import clip, complete_path, excerpt, parse_tags, short_id
+from tui.form import LICENCE_NOT_STATED, fmt_size, licence_options, looks_like_path
+
+REMINDER = (
+    "Sign only your own work, or work whose licence lets you share it: your key vouches"
+    " for it on every peer."
+)
 
 
 class PathSuggester(Suggester):
@@ -66,24 +82,41 @@ class ContributeScreen(CommonsScreen):
     def __init__(self, backend: Backend) -> None:
         super().__init__(backend, id="contribute")
         self.busy = False
+        self.previewed: Extracted | None = None
+        self.passages = 0
 
     def compose(self) -> ComposeResult:
         yield NavBar("contribute")
-        with Horizontal(id="source"):
+        with Horizontal(id="source", classes="field"):
+            yield Label("File", classes="label")
             yield Input(
-                placeholder="file: .md .txt .html .pdf (→ completes)",
+                placeholder=".md .txt .html .pdf (→ completes, enter previews)",
                 suggester=PathSuggester(),
                 id="path",
                 compact=True,
             )
-            yield Button("Browse… ^o", id="browse", compact=True)
+            browse = Button("Browse… ^o", id="browse", compact=True)
+            browse.can_focus = False  # tab goes from the path to the text; ctrl+o browses
+            yield browse
         paste = TextArea(id="paste", soft_wrap=True, show_line_numbers=False)
         paste.border_title = "…or paste text"
         yield paste
-        with Horizontal(id="meta"):
-            yield Input(placeholder="title (default: first heading)", id="title", compact=True)
-            yield Input(placeholder="tags: a, b", id="tags", compact=True)
-            yield Input("CC-BY-4.0", placeholder="licence", id="licence", compact=True)
+        with Horizontal(classes="field"):
+            yield Label("Title", classes="label")
+            yield Input(placeholder="default: the first heading", id="title", compact=True)
+        with Horizontal(classes="field"):
+            yield Label("Tags", classes="label")
+            yield Input(placeholder="words, e.g. water, how-to", id="tags", compact=True)
+            yield Label("Licence", classes="label", id="licence-label")
+            yield Select[str](
+                licence_options(self.backend.default_licence),
+                value=self.backend.default_licence or LICENCE_NOT_STATED,
+                allow_blank=False,
+                id="licence",
+                compact=True,
+            )
+        yield Static(REMINDER, id="reminder")
+        yield Static("", id="signed")
         with Horizontal(id="actions"):
             yield Button("Preview ^r", id="preview", compact=True)
             yield Button("Sign & publish ^s", id="publish", variant="primary", compact=True)
@@ -96,6 +129,7 @@ class ContributeScreen(CommonsScreen):
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()
+        self.show_signed()
 
     # -- reading the form -----------------------------------------------------
 
@@ -110,6 +144,18 @@ class ContributeScreen(CommonsScreen):
         self.notify("Give a file path (ctrl+o to pick one) or paste some text.",
                     title="Nothing to contribute", severity="warning")
         return None
+
+    def form(self) -> tuple[str | None, list[str], str | None]:
+        """(title, tags, licence) as typed; licence None when not stated."""
+        title = self.query_one("#title", Input).value.strip() or None
+        licence = self.query_one("#licence", Select).value
+        chosen = licence if isinstance(licence, str) and licence != LICENCE_NOT_STATED else None
+        return title, parse_tags(self.query_one("#tags", Input).value), chosen
+
+    def title_is_a_path(self) -> bool:
+        """A path typed into the title box (the file box is for it) is not a title."""
+        title = self.query_one("#title", Input).value.strip()
+        return bool(title) and looks_like_path(title)
 
     def extract(self, source: tuple[str, str]) -> Extracted:
         kind, value = source
@@ -146,6 +192,29 @@ class ContributeScreen(CommonsScreen):
     def path_submitted(self) -> None:
         self.action_preview()
 
+    @on(Input.Changed, "#title")
+    @on(Input.Changed, "#tags")
+    @on(Select.Changed, "#licence")
+    def form_changed(self) -> None:
+        self.show_signed()
+
+    def show_signed(self) -> None:
+        """What Ctrl+S will sign, exactly, as the form stands."""
+        title, tags, licence = self.form()
+        extracted = self.previewed
+        text = Text("Will sign: ", style="bold")
+        if extracted is None:
+            text.append("nothing yet · give a file or paste text, then ^r to preview",
+                        style="dim")
+        else:
+            size = len(extracted.body.encode("utf-8"))
+            text.append(clip(title or extracted.title, 60), style="bold")
+            text.append(f"  · tags: {', '.join(tags) or 'none'}")
+            text.append(f"  · licence: {licence or LICENCE_NOT_STATED}")
+            unit = "passage" if self.passages == 1 else "passages"
+            text.append(f"  · {fmt_size(size)}, {self.passages} {unit}")
+        self.query_one("#signed", Static).update(text)
+
     @on(Button.Pressed, "#publish")
     def action_publish(self) -> None:
         if self.busy:
@@ -153,14 +222,16 @@ class ContributeScreen(CommonsScreen):
         source = self.source()
         if source is None:
             return
+        if self.title_is_a_path():
+            self.notify("The title looks like a file path; put the path in File and give the"
+                        " title in words (or leave it empty for the first heading).",
+                        title="Not published", severity="warning")
+            self.query_one("#title", Input).focus()
+            return
+        title, tags, licence = self.form()
         self.busy = True
         self.query_one("#publish", Button).disabled = True
-        self.publish(
-            source,
-            title=self.query_one("#title", Input).value.strip() or None,
-            tags=parse_tags(self.query_one("#tags", Input).value),
-            licence=self.query_one("#licence", Input).value.strip() or "CC-BY-4.0",
-        )
+        self.publish(source, title=title, tags=tags, licence=licence)
 
     # -- workers --------------------------------------------------------------
 
@@ -172,7 +243,8 @@ class ContributeScreen(CommonsScreen):
 
     @work(thread=True, exclusive=True, group="contribute-publish")
     def publish(
-        self, source: tuple[str, str], *, title: str | None, tags: list[str], licence: str
+        self, source: tuple[str, str], *, title: str | None, tags: list[str],
+        licence: str | None,
     ) -> None:
         published: Published | None = None
         with self.reporting("Publishing"):
@@ -203,7 +275,12 @@ class ContributeScreen(CommonsScreen):
     # -- results --------------------------------------------------------------
 
     def on_contribute_screen_previewed(self, message: Previewed) -> None:
-        self.query_one("#title", Input).placeholder = f"title: {message.extracted.title}"
+        self.previewed = message.extracted
+        self.passages = len(message.chunks)
+        self.query_one("#title", Input).placeholder = f"default: {message.extracted.title}"
+        if message.extracted.note:
+            self.notify(message.extracted.note, title="Read with a guessed encoding")
+        self.show_signed()
         chunks = self.query_one("#chunks", OptionList)
         chunks.clear_options()
         width = max(self.app.size.width - 8, 30)
@@ -226,6 +303,9 @@ class ContributeScreen(CommonsScreen):
             self.query_one("#progress", ProgressBar).update(progress=0)
             self.query_one("#step", Static).update("not published")
             return
+        self.query_one("#step", Static).update(
+            f"published {clip(published.row.title, 30)} · next: a file or text"
+        )
         row = published.row
         if published.status == "duplicate":
             self.notify(f"You already published this text as {row.title} ({short_id(row.id)}).",
@@ -236,6 +316,18 @@ class ContributeScreen(CommonsScreen):
                 " your peers from here.",
                 title="Published",
             )
+        self.reset_form()
+
+    def reset_form(self) -> None:
+        """A fresh form for the next contribution, with focus where it starts."""
         for box in ("#path", "#title", "#tags"):
             self.query_one(box, Input).value = ""
+        self.query_one("#title", Input).placeholder = "default: the first heading"
         self.query_one("#paste", TextArea).text = ""
+        self.query_one("#chunks", OptionList).clear_options()
+        self.query_one("#chunks", OptionList).border_title = "Passages"
+        self.query_one("#progress", ProgressBar).update(total=1, progress=0)
+        self.previewed = None
+        self.passages = 0
+        self.show_signed()
+        self.query_one("#path", Input).focus()

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 from tui.backend import Backend, Whoami
 from tui.components.base import CommonsScreen
 from tui.components.document import DocumentScreen
+from tui.components.name import NameScreen
 from tui.components.navbar import NavBar
 from tui.components.retract import RetractScreen
 from tui.core import DocRow, clip, display_path, fmt_date, newest_first, short_id
@@ -24,6 +25,7 @@ class IdentityScreen(CommonsScreen):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", show=False),
+        Binding("n", "rename", "Change name"),
         Binding("delete", "retract", "Retract"),
     ]
 
@@ -36,6 +38,7 @@ class IdentityScreen(CommonsScreen):
     def __init__(self, backend: Backend) -> None:
         super().__init__(backend, id="identity")
         self.mine: list[DocRow] = []
+        self.who: Whoami | None = None
 
     def compose(self) -> ComposeResult:
         yield NavBar("identity")
@@ -64,10 +67,11 @@ class IdentityScreen(CommonsScreen):
 
     def on_identity_screen_loaded(self, message: Loaded) -> None:
         who = message.who
+        self.who = who
         text = Text()
         for label, value in (
             ("key", who.public_key),
-            ("name", who.name or "(no profile yet)"),
+            ("name", (who.name or "(not set)") + "  · n changes it"),
             ("home", display_path(who.home)),
             ("owner", f"the node at {who.through}" if who.through else "this app"),
         ):
@@ -100,6 +104,14 @@ class IdentityScreen(CommonsScreen):
         row = self.selected()
         if row is not None:
             self.app.push_screen(DocumentScreen(self.backend, row.id, mode="identity"))
+
+    def action_rename(self) -> None:
+        def renamed(who: Whoami | None) -> None:
+            if who is not None:
+                self.load()
+
+        current = (self.who.name or "") if self.who else ""
+        self.app.push_screen(NameScreen(self.backend, current=current), renamed)
 
     def action_retract(self) -> None:
         row = self.selected()

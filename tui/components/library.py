@@ -53,6 +53,14 @@ class LibraryScreen(CommonsScreen):
             super().__init__()
             self.rows = rows
 
+    class TextFound(Message):
+        """Ids of documents whose text holds `words` (a full-text search)."""
+
+        def __init__(self, words: tuple[str, ...], ids: frozenset[str]) -> None:
+            super().__init__()
+            self.words = words
+            self.ids = ids
+
     class Verified(Message):
         def __init__(self, badges: dict[str, tuple[Badge, str | None]]) -> None:
             super().__init__()
@@ -65,12 +73,15 @@ class LibraryScreen(CommonsScreen):
         self.badges: dict[str, tuple[Badge, str | None]] = {}
         self.columns: list[Column] = []
         self.loaded = False
+        # Full-text matches of the filter's words, and the words they are for.
+        self.text_hits: frozenset[str] = frozenset()
+        self.text_words: tuple[str, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield NavBar("library")
         with Horizontal(id="filters"):
-            yield Input(placeholder="type to filter · author:X · tag:Y", id="filter",
-                        compact=True, select_on_focus=False)
+            yield Input(placeholder='words in titles or text · author:X · tag:Y · "a phrase"',
+                        id="filter", compact=True, select_on_focus=False)
             yield Select[str]([], prompt="any author", id="author", compact=True)
             yield Select[str]([], prompt="any tag", id="tag", compact=True)
         yield DataTable(id="documents", cursor_type="row", zebra_stripes=True)
@@ -108,6 +119,17 @@ class LibraryScreen(CommonsScreen):
                     self.post_message(self.Verified(done))
                     done = {}
             self.post_message(self.Verified(done))
+
+    @work(thread=True, exclusive=True, group="library-search")
+    def search_text(self, words: tuple[str, ...]) -> None:
+        with self.reporting("Searching the text"):
+            found = self.backend.search(" ".join(words))
+            self.post_message(self.TextFound(words, frozenset(found)))
+
+    def on_library_screen_text_found(self, message: TextFound) -> None:
+        if message.words == self.text_words:
+            self.text_hits = message.ids
+            self.show_rows()
 
     def on_library_screen_loaded(self, message: Loaded) -> None:
         self.loaded = True
@@ -158,9 +180,14 @@ class LibraryScreen(CommonsScreen):
             author=author if isinstance(author, str) else None,
             tag=tag if isinstance(tag, str) else None,
         )
+        if f.words != self.text_words:  # new words: search the text, show matches so far
+            self.text_words = f.words
+            self.text_hits = frozenset()
+            if f.words:
+                self.search_text(f.words)
         table = self.query_one(DataTable)
         keep = self.selected()
-        self.shown = filter_rows(self.rows, f)
+        self.shown = filter_rows(self.rows, f, self.text_hits)
         table.clear()
         for row in self.shown:
             badge = self.badges.get(row.id, (Badge.PENDING, None))[0]
