@@ -384,16 +384,9 @@ class LexicalIndex:
         for query in (all_words_query(text), match_query(text)):
             if query is None or n <= 0:
                 return []
-            where, params = self._filter_sql(filters)
-            rows = self.store.query(
-                "SELECT c.doc, bm25(index_fts, ?, ?) AS score,"
-                " snippet(index_fts, 1, ?, ?, '…', ?) FROM index_fts"
-                " JOIN index_chunks c ON c.id = index_fts.rowid"
-                f" WHERE index_fts MATCH ? AND {where} ORDER BY score LIMIT ?",
-                [TITLE_WEIGHT, TEXT_WEIGHT, *SNIPPET_MARK, SNIPPET_TOKENS, query, *params, n * 8],
-            )
+            rows = self._snippet_rows(query, filters, SNIPPET_MARK, SNIPPET_TOKENS, n * 8)
             hits: dict[bytes, DocumentHit] = {}
-            for doc, score, snippet in rows:
+            for doc, _, _, _, score, snippet in rows:
                 key = bytes(doc)
                 if key not in hits:
                     hits[key] = DocumentHit(key, -float(score), " ".join(str(snippet).split()))
@@ -421,13 +414,18 @@ class LexicalIndex:
         query = match_query(text)
         if query is None or n <= 0:
             return []
-        where, params = self._filter_sql(NO_FILTERS)
-        rows = self.store.query(
-            "SELECT c.doc, c.position, c.start_char, c.end_char,"
-            " snippet(index_fts, 1, ?, ?, '…', 24) FROM index_fts"
+        rows = self._snippet_rows(query, NO_FILTERS, (mark_open, mark_close), 24, n)
+        return [Snippet(bytes(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[5])) for r in rows]
+
+    def _snippet_rows(
+        self, query: str, filters: Filters, marks: tuple[str, str], tokens: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """(doc, position, start, end, bm25 score, snippet) of the best `limit` passages."""
+        where, params = self._filter_sql(filters)
+        return self.store.query(
+            "SELECT c.doc, c.position, c.start_char, c.end_char, bm25(index_fts, ?, ?) AS score,"
+            " snippet(index_fts, 1, ?, ?, '…', ?) FROM index_fts"
             " JOIN index_chunks c ON c.id = index_fts.rowid"
-            f" WHERE index_fts MATCH ? AND {where}"
-            " ORDER BY bm25(index_fts, ?, ?) LIMIT ?",
-            [mark_open, mark_close, query, *params, TITLE_WEIGHT, TEXT_WEIGHT, n],
+            f" WHERE index_fts MATCH ? AND {where} ORDER BY score LIMIT ?",
+            [TITLE_WEIGHT, TEXT_WEIGHT, *marks, tokens, query, *params, limit],
         )
-        return [Snippet(bytes(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
