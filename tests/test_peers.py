@@ -229,3 +229,20 @@ def test_a_named_address_gets_its_key_from_a_proof_not_a_record(alice: Identity)
     boot = table.get("http://boot:1")
     assert boot is not None and boot.key == alice.public_key.hex()
     assert alice.public_key in table.kept_keys(NOW + 10 ** 8)  # named: kept however silent
+
+
+def test_a_signed_request_from_a_proven_key_ends_its_back_off(alice: Identity) -> None:
+    table = PeerTable()
+    rng = random.Random(4)
+    table.learn(record(alice, "http://a:1"), NOW)  # type: ignore[arg-type]
+    table.learn(record(Identity(bytes([9]) * 32), "http://x:1"), NOW)  # type: ignore[arg-type]
+    assert table.proven("http://a:1", alice.public_key.hex(), NOW)
+    for url in ("http://a:1", "http://x:1"):
+        table.failure(url, NOW, rng)
+        table.failure(url, NOW, rng)
+    table.heard_from(alice.public_key.hex())
+    a, x = table.get("http://a:1"), table.get("http://x:1")
+    assert a is not None and a.failures == 0 and a.next_attempt == 0.0
+    assert x is not None and x.failures == 2  # unproven: a request proves nothing of it
+    table.heard_from(Identity(bytes([9]) * 32).public_key.hex())
+    assert table.get("http://x:1").failures == 2  # type: ignore[union-attr]

@@ -239,6 +239,13 @@ class PeerTable:
         pool.sort(key=lambda p: p.failures)
         return pool[:k]
 
+    def heard_from(self, key: str) -> None:
+        """A signed request by `key` reached us: its proven addresses are up again,
+        so their back-off ends (health and counts stay as they are)."""
+        for peer in list(self._peers.values()):
+            if peer.key == key and peer.proven_at and peer.failures and peer.state == "active":
+                self._put(replace(peer, failures=0, next_attempt=0.0))
+
     def kept_keys(self, now: int, silent_after: int = SILENT_SECONDS) -> frozenset[bytes]:
         """Keys whose peer records the store keeps: those of addresses the user
         named, and proven keys heard from within `silent_after` seconds."""

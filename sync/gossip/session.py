@@ -217,6 +217,11 @@ class GossipSession:
                      error, delay)
         return False
 
+    def heard_from(self, sender: bytes | None) -> None:
+        """A request signed by `sender` reached us (see PeerTable.heard_from)."""
+        if sender is not None:
+            self.table.heard_from(sender.hex())
+
     def kept_keys(self, now: int) -> frozenset[bytes]:
         """Keys whose peer records never expire (sync.gossip.expiry)."""
         own = frozenset([self.own_key]) if self.own_key else frozenset()

@@ -335,6 +335,9 @@ class Node:
     def public_key(self) -> bytes:
         return self.commons.public_key
 
+    def heard_from(self, sender: Sender | None) -> None:
+        self.session.heard_from(sender.key if sender else None)
+
     def prove(self, dialler: bytes, challenge: Challenge) -> Proof:
         return sign_proof(self.commons.identity, dialler, challenge.challenge)
 

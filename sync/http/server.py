@@ -82,6 +82,10 @@ class GossipService(Protocol):
         """Verify, filter and store objects from a peer; one bad line never stops the rest."""
         ...
 
+    def heard_from(self, sender: Sender | None) -> None:
+        """A peer reconciles with us: if its key is proven at an address, that one is up."""
+        ...
+
     def prove(self, dialler: bytes, challenge: Challenge) -> Proof:
         """Our signed answer to `dialler`'s challenge (sync.protocol.proof)."""
         ...
@@ -183,6 +187,7 @@ class GossipRoutes:
 
     async def reconcile(self, request: web.Request) -> web.Response:
         message = await _body(request, MAX_FRAME_BYTES)
+        self.service.heard_from(request.get(SENDER))
         items = await self.service.sorted_items()
         try:
             # The server side keeps no state between messages, so each request
