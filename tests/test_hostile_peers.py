@@ -143,6 +143,8 @@ def test_tarpit_mirror_records_do_not_eclipse_the_bootstrap_peer(
         tarpit_rows = [rows[u] for u in pits.urls if u in rows]
         assert tarpit_rows, "the records were learnt"
         assert not any(row["trusted"] or row["proven_at"] for row in tarpit_rows)
+        counts = v.status()["peers"]
+        assert counts["trusted"] == 1 and counts["candidates"] == len(tarpit_rows)
     finally:
         pits.close()
 

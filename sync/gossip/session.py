@@ -339,4 +339,6 @@ class GossipSession:
             "dropped": sum(p.state == "dropped" for p in peers),
             "healthy": sum(p.state == "active" and p.failures == 0 and p.last_seen is not None
                            for p in peers),
+            "trusted": sum(p.state == "active" and p.trusted for p in peers),
+            "candidates": sum(p.state == "active" and p.candidate for p in peers),
         }
