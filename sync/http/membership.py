@@ -63,10 +63,13 @@ class Membership:
 
     async def prove_loop(self) -> None:
         while True:
-            for peer in self.session.choose_candidates(self.clock(), self.rng,
-                                                       busy=self._proving):
-                if peer.key is not None:
-                    self._start_proof(peer.url, bytes.fromhex(peer.key))
+            try:
+                for peer in self.session.choose_candidates(self.clock(), self.rng,
+                                                           busy=self._proving):
+                    if peer.key is not None:
+                        self._start_proof(peer.url, bytes.fromhex(peer.key))
+            except Exception:  # a bug here must not end the proofs for good
+                log.exception("choosing addresses to prove failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), WAKE_SECONDS)
             self._wake.clear()
