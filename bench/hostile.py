@@ -7,10 +7,19 @@
   of 512 such lines.
 - status: GET /status latency with `--profiles` profiles stored (each from its
   own key) and no --name, median and max over `--polls` requests.
+- tarpit: a node V bootstraps from B; V receives `--tarpits` signed peer
+  records (`mirror=true`, each from a fresh key) naming loopback sockets that
+  accept connections and never answer; V restarts; then a new document is
+  added on B, and we time until V holds it (up to `--tarpit-deadline` s).
+  The same without the records is the baseline. Both nodes run rounds every
+  `--tarpit-interval` s; each variant runs `--tarpit-runs` times from fresh
+  homes, and the medians are compared.
 
 Each scenario runs a fresh home and server process. Prints JSON.
 
     python bench/hostile.py [--push-mb 10] [--profiles 60000] [--polls 10]
+                            [--tarpits 250] [--tarpit-interval 1] [--tarpit-deadline 300]
+                            [--tarpit-runs 3]
 
 Run it against another checkout by pointing PYTHONPATH at it.
 """
@@ -36,7 +45,7 @@ sys.path.insert(0, os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or
                 str(Path(__file__).resolve().parent.parent))
 
 from commons.model.identity import Identity  # noqa: E402
-from commons.model.objects import Profile, sign  # noqa: E402
+from commons.model.objects import PeerRecord, Profile, sign  # noqa: E402
 from commons.service import Commons  # noqa: E402
 from commons.storage.home import HomePaths  # noqa: E402
 from commons.storage.store import ObjectStore  # noqa: E402
@@ -73,13 +82,17 @@ def request(url: str, data: bytes | None = None, timeout: float = 600,
 
 
 class Server:
-    def __init__(self, home: Path, *, name: str | None) -> None:
-        self.port = free_port()
+    def __init__(self, home: Path, *, name: str | None, port: int | None = None,
+                 interval: float = 3600, peers: tuple[str, ...] = ()) -> None:
+        self.home = home
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "tui", "--home", str(home), "serve",
-                "--listen", f"127.0.0.1:{self.port}", "--interval", "3600"]
+                "--listen", f"127.0.0.1:{self.port}", "--interval", str(interval)]
         if name:
             argv += ["--name", name]
+        for peer in peers:
+            argv += ["--peer", peer]
         env = {**os.environ, "COMMONS_EMBEDDER": "fake"}
         self.log = open(home.parent / f"{home.name}.log", "ab")  # noqa: SIM115
         # cwd: not the checkout this script sits in, so PYTHONPATH picks the code under test.
@@ -106,6 +119,158 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def cli(home: Path, *args: str) -> str:
+    env = {**os.environ, "COMMONS_EMBEDDER": "fake"}
+    result = subprocess.run([sys.executable, "-m", "tui", "--home", str(home), *args],
+                            capture_output=True, text=True, timeout=300, env=env,
+                            cwd=home.parent)
+    if result.returncode != 0:
+        raise RuntimeError(f"commons {' '.join(args)} failed: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+class Tarpits:
+    """Loopback sockets that accept connections and never answer a byte."""
+
+    def __init__(self, count: int) -> None:
+        self.listeners = []
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(64)
+            sock.setblocking(False)
+            self.listeners.append(sock)
+        self.urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in self.listeners]
+        self.accepted: list[socket.socket] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        for sock in self.listeners:
+            selector.register(sock, selectors.EVENT_READ)
+        while not self._done.is_set():
+            for key, _ in selector.select(timeout=0.2):
+                try:
+                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
+                except OSError:
+                    continue
+                if len(self.accepted) < 5000:
+                    self.accepted.append(conn)  # held open, never answered
+                else:
+                    conn.close()
+        selector.close()
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+        for sock in [*self.accepted, *self.listeners]:
+            sock.close()
+
+
+def tarpit_records(urls: list[str]) -> bytes:
+    at = now() - 5
+    lines = []
+    for i, url in enumerate(urls):
+        who = Identity((10_000 + i).to_bytes(32, "big"))
+        record = PeerRecord(author=who.public_key, created_at=at, addresses=(url,),
+                            name=f"mirror {i}", mirror=True)
+        lines.append(sign(record, who).to_bytes() + b"\n")
+    return b"".join(lines)
+
+
+def documents_at(server: Server) -> int:
+    status, body, _ = request(server.url + "/status", timeout=30)
+    return int(json.loads(body)["documents"]) if status == 200 else -1
+
+
+def wait_documents(server: Server, count: int, deadline: float) -> float | None:
+    """Seconds until `server` holds `count` documents, or None after `deadline` s."""
+    started = time.monotonic()
+    for _ in range(int(deadline * 10) + 1):
+        try:
+            if documents_at(server) >= count:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        if time.monotonic() - started > deadline:
+            return None
+        time.sleep(0.1)
+    return None
+
+
+def delivery_after_restart(root: Path, tarpits: int, interval: float,
+                           deadline: float) -> dict[str, Any]:
+    """Seconds for a new document on B to reach V after V restarts (see the docstring)."""
+    b_home, v_home = root / "b", root / "v"
+    Commons.init(HomePaths(b_home), clock=now, name="b").close()
+    Commons.init(HomePaths(v_home), clock=now, name="v").close()
+    pits = Tarpits(tarpits) if tarpits else None
+    b = Server(b_home, name="b", interval=interval)
+    v: Server | None = None
+    try:
+        v = Server(v_home, name="v", interval=interval, peers=(b.url,))
+        first = root / "first.md"
+        first.write_text("# Well water\n\nThe well is clean again.\n")
+        cli(b_home, "add", str(first))
+        target = documents_at(b)
+        if wait_documents(v, target, 120) is None:
+            raise RuntimeError("V did not sync with its bootstrap peer B in 120 s")
+        pushed = None
+        if pits is not None:
+            body = tarpit_records(pits.urls)
+            receiver = json.loads(request(v.url + "/status")[1])["public_key"]
+            status, reply, _ = request(v.url + "/sync/push", body,
+                                       headers=signed_headers(body, bytes.fromhex(receiver)))
+            pushed = {"status": status, "reply": json.loads(reply) if status == 200 else
+                      reply.decode("utf-8", "replace")}
+        port = v.port
+        v.stop()
+        v = Server(v_home, name="v", interval=interval, peers=(b.url,), port=port)
+        second = root / "second.md"
+        second.write_text("# Market day\n\nThe market moves to Thursday.\n")
+        cli(b_home, "add", str(second))
+        took = wait_documents(v, documents_at(b), deadline)
+    finally:
+        if v is not None:
+            v.stop()
+        b.stop()
+        if pits is not None:
+            pits.close()
+    return {
+        "tarpit_records": tarpits,
+        "push": pushed,
+        "delivered_s": None if took is None else round(took, 3),
+        "deadline_s": deadline,
+        "tarpit_connections": len(pits.accepted) if pits is not None else 0,
+    }
+
+
+def bench_tarpit(root: Path, tarpits: int, interval: float, deadline: float,
+                 runs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"interval_s": interval, "runs": runs}
+    for label, count in (("baseline", 0), ("with_tarpits", tarpits)):
+        results = []
+        for run in range(runs):  # each run starts from fresh homes
+            where = root / f"{label}-{run}"
+            where.mkdir()
+            results.append(delivery_after_restart(where, count, interval, deadline))
+        times = [r["delivered_s"] for r in results]
+        out[label] = {
+            "delivered_s": times,
+            "median_s": None if None in times else round(statistics.median(times), 3),
+            "push": results[-1]["push"],
+            "tarpit_connections": [r["tarpit_connections"] for r in results],
+        }
+    base, bad = out["baseline"]["median_s"], out["with_tarpits"]["median_s"]
+    out["ratio_of_medians"] = round(bad / base, 2) if base and bad is not None else None
+    out["goal"] = "with_tarpits median <= 2 x baseline median"
+    return out
 
 
 def signed_headers(body: bytes, receiver: bytes) -> dict[str, str]:
@@ -198,7 +363,11 @@ def main() -> None:
     parser.add_argument("--push-mb", type=float, default=10.0)
     parser.add_argument("--profiles", type=int, default=60_000)
     parser.add_argument("--polls", type=int, default=10)
-    parser.add_argument("--only", choices=("push", "status"))
+    parser.add_argument("--tarpits", type=int, default=250)
+    parser.add_argument("--tarpit-interval", type=float, default=1.0)
+    parser.add_argument("--tarpit-deadline", type=float, default=300.0)
+    parser.add_argument("--tarpit-runs", type=int, default=3)
+    parser.add_argument("--only", choices=("push", "status", "tarpit"))
     args = parser.parse_args()
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="commons-hostile-") as tmp:
@@ -207,6 +376,9 @@ def main() -> None:
             out["push"] = bench_push(root, args.push_mb)
         if args.only in (None, "status"):
             out["status"] = bench_status(root, args.profiles, args.polls)
+        if args.only in (None, "tarpit"):
+            out["tarpit"] = bench_tarpit(root, args.tarpits, args.tarpit_interval,
+                                         args.tarpit_deadline, args.tarpit_runs)
     print(json.dumps(out, indent=2))
 
 

@@ -10,8 +10,8 @@ import pytest
 from commons.model.identity import Identity
 from commons.model.objects import PeerRecord, sign
 from commons.storage.store import ObjectStore
+from sync.gossip.peer_rows import BACKOFF_CAP
 from sync.gossip.peers import (
-    BACKOFF_CAP,
     PeerTable,
     PeerUrlError,
     backoff_delay,
@@ -130,6 +130,11 @@ def test_outbound_set_is_bounded_and_prefers_named_peers(alice: Identity) -> Non
     for i in range(10):
         key = Identity(bytes([i + 100]) * 32)
         table.learn(record(key, f"http://r{i}:1"), NOW)  # type: ignore[arg-type]
+    assert table.outbound(NOW, rng) == ["http://boot:1"]  # claimed addresses wait for proof
+    for i in range(10):
+        assert table.proven(f"http://r{i}:1", (bytes([i + 100]) * 32).hex(), NOW) is False
+        key_hex = Identity(bytes([i + 100]) * 32).public_key.hex()
+        assert table.proven(f"http://r{i}:1", key_hex, NOW)
     outbound = table.outbound(NOW, rng)
     assert len(outbound) == 3 and "http://boot:1" in outbound
     assert len(table.choose(NOW, rng, 2)) == 2
@@ -172,7 +177,72 @@ def test_rows_persist_in_the_store(store: ObjectStore) -> None:
     assert table.pending_rows() == ([], [])
     again = PeerTable(load_rows(store))
     assert again.all() == table.all()
-    assert store.schema_version("peers") == 1
+    assert store.schema_version("peers") == 2
     again.set_own_urls(["http://b:1"])
     save_rows(store, *again.pending_rows())
     assert [p.url for p in load_rows(store)] == ["http://a:1"]
+
+
+def test_unproven_addresses_are_candidates_never_members(alice: Identity) -> None:
+    table = PeerTable(max_outbound=8, max_candidates=2)
+    rng = random.Random(3)
+    table.add("http://boot:1", source="bootstrap", now=NOW)
+    for i in range(250):
+        key = Identity((1000 + i).to_bytes(32, "big"))
+        table.learn(sign(PeerRecord(author=key.public_key, created_at=NOW, addresses=(
+            f"http://127.0.0.1:{2000 + i}",), name=f"m{i}", mirror=True), key), NOW)
+    assert table.outbound(NOW, rng) == ["http://boot:1"]
+    assert [p.url for p in table.choose(NOW, rng, 3)] == ["http://boot:1"]
+    tried = table.candidates(NOW, rng, 2)
+    assert len(tried) == 2 and all(p.candidate and not p.trusted for p in tried)
+    # A failed try backs the address off: the next slots go to others.
+    for peer in tried:
+        table.failure(peer.url, NOW, rng)
+    again = table.candidates(NOW, rng, 250)
+    assert {p.url for p in tried}.isdisjoint(p.url for p in again)
+    assert "http://boot:1" not in {p.url for p in again}
+
+
+def test_a_proven_binding_is_never_rebound_or_removed_by_another_key(alice: Identity) -> None:
+    table = PeerTable()
+    mallory = Identity(bytes([66]) * 32)
+    table.learn(record(alice, "http://b:1", at=NOW), NOW)
+    assert table.proven("http://b:1", alice.public_key.hex(), NOW)
+    table.learn(record(mallory, "http://b:1", at=NOW + 5), NOW)
+    table.learn(record(mallory, "http://m:1", at=NOW + 6), NOW)  # "forget" b, says M
+    b = table.get("http://b:1")
+    assert b is not None and b.key == alice.public_key.hex() and b.proven_at == NOW
+    assert table.kept_keys(NOW) == {alice.public_key}
+    # Forgetting Mallory's expired record leaves Alice's proven address alone.
+    assert table.forget_keys([mallory.public_key]) == 1
+    assert table.get("http://b:1") is not None and table.get("http://m:1") is None
+
+
+def test_a_named_address_gets_its_key_from_a_proof_not_a_record(alice: Identity) -> None:
+    table = PeerTable()
+    mallory = Identity(bytes([66]) * 32)
+    table.add("http://boot:1", source="bootstrap", now=NOW)
+    table.learn(record(mallory, "http://boot:1"), NOW)
+    boot = table.get("http://boot:1")
+    assert boot is not None and boot.key is None and boot.trusted
+    assert table.proven("http://boot:1", alice.public_key.hex(), NOW + 1)
+    boot = table.get("http://boot:1")
+    assert boot is not None and boot.key == alice.public_key.hex()
+    assert alice.public_key in table.kept_keys(NOW + 10 ** 8)  # named: kept however silent
+
+
+def test_a_signed_request_from_a_proven_key_ends_its_back_off(alice: Identity) -> None:
+    table = PeerTable()
+    rng = random.Random(4)
+    table.learn(record(alice, "http://a:1"), NOW)  # type: ignore[arg-type]
+    table.learn(record(Identity(bytes([9]) * 32), "http://x:1"), NOW)  # type: ignore[arg-type]
+    assert table.proven("http://a:1", alice.public_key.hex(), NOW)
+    for url in ("http://a:1", "http://x:1"):
+        table.failure(url, NOW, rng)
+        table.failure(url, NOW, rng)
+    table.heard_from(alice.public_key.hex())
+    a, x = table.get("http://a:1"), table.get("http://x:1")
+    assert a is not None and a.failures == 0 and a.next_attempt == 0.0
+    assert x is not None and x.failures == 2  # unproven: a request proves nothing of it
+    table.heard_from(Identity(bytes([9]) * 32).public_key.hex())
+    assert table.get("http://x:1").failures == 2  # type: ignore[union-attr]

@@ -347,6 +347,17 @@ class ObjectStore:
                 (author, kind, newest[0], newest[1]),
             ).rowcount
 
+    def peer_records(self) -> list[tuple[bytes, bytes, int]]:
+        """(id, author, created_at) of every stored peer record."""
+        rows = self.query("SELECT id, author, created_at FROM objects WHERE kind = 'peer'")
+        return [(bytes(r[0]), bytes(r[1]), int(r[2])) for r in rows]
+
+    def drop_peer_records(self, ids: Sequence[bytes]) -> int:
+        """Delete these peer records (expired); any other kind among `ids` stays."""
+        with self.transaction() as db:
+            return sum(db.execute("DELETE FROM objects WHERE id = ? AND kind = 'peer'",
+                                  (oid,)).rowcount for oid in ids)
+
     # -- bit rot ---------------------------------------------------------------
 
     @staticmethod

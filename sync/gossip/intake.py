@@ -64,6 +64,9 @@ def take_in(
             continue
         oid_hex = obj.id.hex()
         report.received_ids.add(obj.id)
+        if obj.id in declined:  # declined or expired before: a push cannot bring it back
+            report.declined.append(Rejected(oid_hex, "this node declined it before"))
+            continue
         reason = BLOCKED_REASON if obj.author in blocked else policy.decide(obj, len(line))
         if reason is None and obj.kind in SUPERSEDED_KINDS:
             reason = _keep_newest(store, obj)

@@ -3,7 +3,11 @@
 Peers come from the command line (bootstrap), from `peers add` (manual), and
 from signed `peer` records, which replicate like any object: that is how peer
 exchange works, so a node that knows one neighbour soon knows the neighbour's
-neighbours. Each peer has a health score that rises with good syncs and falls
+neighbours. But anyone can sign a record naming any address: an address learnt
+from a record (or announced on the LAN) is only a *candidate* until the node
+there proves it holds the record's key (sync.protocol.proof). Candidates never
+take outbound slots; they are tried in a few proof slots of their own. Each
+peer has a health score that rises with good syncs and falls
 with failures, an exponential back-off after failures, and a count of faults
 (invalid objects it served); after a few faults it is dropped.
 
@@ -15,130 +19,28 @@ caller can write it to SQLite off the event loop (`save_rows`).
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
-from commons.model.errors import CommonsError
 from commons.model.objects import PeerRecord, SignedObject
-from commons.storage.store import ObjectStore, execute_script
+from sync.gossip.peer_rows import (
+    MAX_FAULTS,
+    NAMED,
+    NEW_HEALTH,
+    SILENT_SECONDS,
+    SOURCES,
+    STATES,
+    PeerInfo,
+    PeerUrlError,
+    backoff_delay,
+    load_rows,
+    normalise_url,
+    save_rows,
+)
 
-MAX_FAULTS = 3  # invalid objects served before a peer is dropped
-BACKOFF_BASE = 1.0  # seconds after the first failure
-BACKOFF_CAP = 300.0
-NEW_HEALTH = 0.5
-
-SOURCES = ("bootstrap", "manual", "record", "discovered")  # discovered: LAN (mDNS)
-STATES = ("active", "dropped", "removed")
-
-
-class PeerUrlError(CommonsError):
-    """A peer address we cannot use."""
-
-
-def normalise_url(url: str) -> str:
-    """The one spelling of a peer URL we keep: scheme://host:port, no path."""
-    text = url.strip()
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        parts = urlsplit(text)
-    except ValueError as exc:  # e.g. "http://[::1": a peer's header can say anything
-        raise PeerUrlError(f"{url!r} is not a peer address: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PeerUrlError(f"{url!r} is not a peer address; give one like http://HOST:7400")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise PeerUrlError(f"{url!r} has an invalid port") from exc
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise PeerUrlError(f"{url!r}: a peer address has no path; give http://HOST:PORT")
-    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    port = port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{host}:{port}"
-
-
-@dataclass(frozen=True)
-class PeerInfo:
-    """A peer as the table knows it (what `peers ls` and the TUI show)."""
-
-    url: str
-    name: str | None
-    last_seen: int | None
-    health: float
-    sent: int
-    received: int
-    failures: int  # consecutive failed attempts; 0 after a success
-    mirror: bool
-    faults: int = 0  # invalid objects served
-    state: str = "active"
-    source: str = "manual"
-    key: str | None = None  # hex public key, from its signed record
-    next_attempt: float = 0.0
-    added_at: int = 0
-    record_at: int = 0  # created_at of the record that told us of it
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def backoff_delay(failures: int, rng: random.Random) -> float:
-    """Seconds to wait after `failures` consecutive failures: doubling, capped, jittered."""
-    if failures <= 0:
-        return 0.0
-    base = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1))
-    return base * rng.uniform(0.5, 1.0)
-
-
-def _m1_peers(db: sqlite3.Connection) -> None:
-    execute_script(
-        db,
-        """
-        CREATE TABLE peers (
-            url TEXT PRIMARY KEY,
-            name TEXT,
-            key TEXT,
-            source TEXT NOT NULL,
-            state TEXT NOT NULL,
-            mirror INTEGER NOT NULL,
-            added_at INTEGER NOT NULL,
-            last_seen INTEGER,
-            health REAL NOT NULL,
-            failures INTEGER NOT NULL,
-            faults INTEGER NOT NULL,
-            sent INTEGER NOT NULL,
-            received INTEGER NOT NULL,
-            next_attempt REAL NOT NULL,
-            record_at INTEGER NOT NULL
-        );
-        """
-    )
-
-
-MIGRATIONS = [_m1_peers]
-_COLUMNS = ("url", "name", "key", "source", "state", "mirror", "added_at", "last_seen", "health",
-            "failures", "faults", "sent", "received", "next_attempt", "record_at")
-
-
-def load_rows(store: ObjectStore) -> list[PeerInfo]:
-    store.migrate("peers", MIGRATIONS)
-    rows = store.query(f"SELECT {', '.join(_COLUMNS)} FROM peers")
-    return [PeerInfo(**dict(zip(_COLUMNS, row, strict=True))) for row in rows]
-
-
-def save_rows(store: ObjectStore, rows: Sequence[PeerInfo], deleted: Sequence[str] = ()) -> None:
-    """Write changed peers (blocking: call it off the event loop)."""
-    if not rows and not deleted:
-        return
-    marks = ", ".join("?" for _ in _COLUMNS)
-    with store.transaction() as db:
-        db.executemany("DELETE FROM peers WHERE url = ?", [(u,) for u in deleted])
-        db.executemany(
-            f"INSERT OR REPLACE INTO peers ({', '.join(_COLUMNS)}) VALUES ({marks})",
-            [tuple(getattr(p, c) for c in _COLUMNS) for p in rows],
-        )
+__all__ = ["PeerInfo", "PeerTable", "PeerUrlError", "backoff_delay", "load_rows",
+           "normalise_url", "save_rows", "weighted_sample"]
 
 
 class PeerTable:
@@ -152,6 +54,7 @@ class PeerTable:
         own_key: bytes | None = None,
         max_known: int = 256,
         max_outbound: int = 8,
+        max_candidates: int = 2,
         max_faults: int = MAX_FAULTS,
         refuse: Callable[[str], bool] | None = None,
     ) -> None:
@@ -161,6 +64,7 @@ class PeerTable:
         self._own_key = own_key.hex() if own_key else None
         self.max_known = max_known
         self.max_outbound = max_outbound
+        self.max_candidates = max_candidates  # proof slots for unproven addresses
         self.max_faults = max_faults
         self._outbound: list[str] = []
         self._dirty: set[str] = set()
@@ -247,12 +151,18 @@ class PeerTable:
         elif source == "bootstrap" and known.source == "record":
             changes["source"] = "bootstrap"
         # A record by one key never rebinds an address another key's record
-        # named: else any stranger could take over (and then forget) a peer.
-        same_key = known.key is None or key is None or known.key == key
+        # named, nor one the user named (its key comes only from a proof):
+        # else any stranger could take over (and then forget) a peer.
+        if known.source in NAMED or known.proven_at:
+            same_key = key is None or known.key == key
+        else:
+            same_key = known.key is None or key is None or known.key == key
         if (same_key and record_at >= known.record_at
                 and (name, mirror, key) != (None, False, None)):
             changes.update(name=name or known.name, mirror=mirror, key=key or known.key,
                            record_at=record_at)
+        if changes.get("key") is None or known.source in NAMED:
+            changes.pop("key", None)
         if changes:
             self._put(replace(known, **changes))
         return self._peers[url]
@@ -305,6 +215,58 @@ class PeerTable:
                           health=round(peer.health * 0.7 + 0.3, 4), sent=peer.sent + sent,
                           received=peer.received + received))
 
+    def proven(self, url: str, key: str, now: int) -> bool:
+        """The node at `url` proved it holds `key`: the address may now take outbound slots.
+
+        Only the key the row already names counts, except for an address the
+        user named, whose key the proof itself tells. Returns True if it did.
+        """
+        peer = self._peers.get(url)
+        if peer is None or peer.state != "active":
+            return False
+        if peer.source not in NAMED and peer.key != key:
+            return False
+        self._put(replace(peer, key=key, proven_at=now, last_seen=now, failures=0,
+                          next_attempt=0.0, health=round(peer.health * 0.7 + 0.3, 4)))
+        return True
+
+    def candidates(self, now: float, rng: random.Random, k: int,
+                   exclude: Iterable[str] = ()) -> list[PeerInfo]:
+        """Up to k unproven addresses to try to prove now: fewest failures first."""
+        skip = set(exclude)
+        pool = [p for p in self.eligible(now) if p.candidate and p.url not in skip]
+        rng.shuffle(pool)
+        pool.sort(key=lambda p: p.failures)
+        return pool[:k]
+
+    def heard_from(self, key: str) -> None:
+        """A signed request by `key` reached us: its proven addresses are up again,
+        so their back-off ends (health and counts stay as they are)."""
+        for peer in list(self._peers.values()):
+            if peer.key == key and peer.proven_at and peer.failures and peer.state == "active":
+                self._put(replace(peer, failures=0, next_attempt=0.0))
+
+    def kept_keys(self, now: int, silent_after: int = SILENT_SECONDS) -> frozenset[bytes]:
+        """Keys whose peer records the store keeps: those of addresses the user
+        named, and proven keys heard from within `silent_after` seconds."""
+        keys = set()
+        for p in self._peers.values():
+            if p.key is None or p.state != "active":
+                continue
+            heard = max(p.last_seen or 0, p.proven_at)
+            if p.proven_at and (p.source in NAMED or heard >= now - silent_after):
+                keys.add(bytes.fromhex(p.key))
+        return frozenset(keys)
+
+    def forget_keys(self, keys: Iterable[bytes]) -> int:
+        """Forget the addresses learnt from these keys' records (their records expired)."""
+        gone = {k.hex() for k in keys}
+        urls = [p.url for p in self._peers.values()
+                if p.key in gone and p.source not in NAMED and p.state == "active"]
+        for url in urls:
+            self._delete(url)
+        return len(urls)
+
     def failure(self, url: str, now: int, rng: random.Random) -> float:
         """A peer could not be reached or refused us; returns the back-off in seconds."""
         peer = self._peers.get(url)
@@ -345,7 +307,8 @@ class PeerTable:
         excess = len(self._peers) - self.max_known
         if excess <= 0:
             return
-        learnt.sort(key=lambda p: (p.state == "active", p.health, p.last_seen or 0))
+        learnt.sort(key=lambda p: (p.state == "active", p.proven_at > 0, p.health,
+                                   p.last_seen or 0))
         for peer in learnt[:excess]:
             self._delete(peer.url)
 
@@ -354,22 +317,27 @@ class PeerTable:
     def outbound(self, now: float, rng: random.Random) -> list[str]:
         """The bounded set of peers we gossip with, refilled as members fail.
 
-        Members that are dropped, removed, or have failed several times in a
-        row give up their slot; free slots go first to peers the user named
-        and to mirrors, then to others at random, weighted by health.
+        Only trusted peers (named by the user, or proven) are members: an
+        address a record merely claims never takes a slot. Members that are
+        dropped, removed, or have failed several times in a row give up their
+        slot; free slots go first to peers the user named (reserved), then to
+        proven mirrors, then to other proven peers at random, weighted by health.
         """
         keep = []
         for url in self._outbound:
             peer = self._peers.get(url)
-            if peer is not None and peer.state == "active" and peer.failures < 3:
+            if peer is not None and peer.state == "active" and peer.trusted and peer.failures < 3:
                 keep.append(url)
         self._outbound = keep
         free = self.max_outbound - len(keep)
         if free > 0:
-            candidates = [p for p in self.eligible(now) if p.url not in keep]
-            preferred = [p for p in candidates if p.source != "record" or p.mirror]
-            others = [p for p in candidates if p.source == "record" and not p.mirror]
-            rng.shuffle(preferred)
+            candidates = [p for p in self.eligible(now) if p.url not in keep and p.trusted]
+            named = [p for p in candidates if p.source in NAMED]
+            mirrors = [p for p in candidates if p.source not in NAMED and p.mirror]
+            others = [p for p in candidates if p.source not in NAMED and not p.mirror]
+            rng.shuffle(named)
+            rng.shuffle(mirrors)
+            preferred = named + mirrors
             chosen = preferred[:free]
             chosen += weighted_sample(others, free - len(chosen), rng)
             self._outbound.extend(p.url for p in chosen)

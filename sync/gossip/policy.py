@@ -23,6 +23,7 @@ import hashlib
 import json
 import re
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,26 @@ class Declined:
         with self._store.transaction() as db:
             rows = db.execute("SELECT id FROM declined WHERE reason = ?", (reason,)).fetchall()
             db.execute("DELETE FROM declined WHERE reason = ?", (reason,))
+        self._ids.difference_update(bytes(r[0]) for r in rows)
+        return len(rows)
+
+    def add_many(self, ids: Sequence[bytes], reason: str, now: int) -> None:
+        """Remember many declined ids in one transaction (blocking)."""
+        new = [oid for oid in dict.fromkeys(ids) if oid not in self._ids]
+        with self._store.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO declined (id, policy, reason, at) VALUES (?, ?, ?, ?)",
+                [(oid, self._policy, reason, now) for oid in new])
+        self._ids.update(new)
+
+    def trim(self, reason: str, keep: int) -> int:
+        """Forget all but the `keep` newest ids declined for `reason` (blocking)."""
+        with self._store.transaction() as db:
+            rows = db.execute(
+                "SELECT id FROM declined WHERE reason = ?"
+                " ORDER BY at DESC, rowid DESC LIMIT -1 OFFSET ?",
+                (reason, keep)).fetchall()
+            db.executemany("DELETE FROM declined WHERE id = ?", rows)
         self._ids.difference_update(bytes(r[0]) for r in rows)
         return len(rows)
 

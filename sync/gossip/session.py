@@ -84,6 +84,7 @@ class GossipSession:
         fanout: int = 3,
         offer_fanout: int = 2,
         max_outbound: int = 8,
+        max_candidates: int = 2,
         eager: bool = True,
     ) -> None:
         self.policy = policy
@@ -91,6 +92,7 @@ class GossipSession:
         self.fanout = fanout
         self.offer_fanout = offer_fanout
         self.max_outbound = max_outbound
+        self.max_candidates = max_candidates
         self.eager = eager  # offer fresh objects at once, not only in rounds
         self.live = False  # the driver is serving and gossiping: fresh objects are offered
         self.rounds = 0
@@ -102,7 +104,7 @@ class GossipSession:
 
     def _new_table(self, rows: Iterable[PeerInfo]) -> PeerTable:
         return PeerTable(rows, own_key=self.own_key, max_outbound=self.max_outbound,
-                         refuse=self.policy.blocks_peer)
+                         max_candidates=self.max_candidates, refuse=self.policy.blocks_peer)
 
     def load_peers(self, rows: Iterable[PeerInfo], *, bootstrap: Sequence[str],
                    records: Iterable[SignedObject], now: int) -> None:
@@ -185,6 +187,49 @@ class GossipSession:
             raise LocalProtocolError(f"finish_{kind}() needs a finished {kind}, not"
                                      f" {'a finished' if exchange.finished else 'an unfinished'}"
                                      f" {exchange.kind}")
+
+    # -- address proofs and expiry ------------------------------------------------
+
+    def choose_candidates(self, now: int, rng: random.Random, *,
+                          busy: Iterable[str] = ()) -> list[PeerInfo]:
+        """Unproven addresses to try to prove now, in the free proof slots."""
+        busy = set(busy)
+        free = self.table.max_candidates - len(busy)
+        return self.table.candidates(now, rng, free, exclude=busy) if free > 0 else []
+
+    def needs_proof(self, url: str) -> bool:
+        """A peer the user named whose key no proof has shown yet."""
+        peer = self.table.get(url)
+        return peer is not None and peer.trusted and not peer.proven_at
+
+    def proof_finished(self, url: str, key: bytes, error: str | None, now: int,
+                       rng: random.Random) -> bool:
+        """What a proof attempt at `url` for `key` came to. True if it proved the key."""
+        if error is None:
+            if self.table.proven(url, key.hex(), now):
+                self._notice("peer", f"{url} proved it holds key {key.hex()[:16]}…", url)
+                return True
+            return False
+        peer = self.table.get(url)
+        if peer is not None and peer.candidate:  # a named peer loses nothing by it
+            delay = self.table.failure(url, now, rng)
+            log.info("%s did not prove key %s…: %s; next try in %.0fs", url, key.hex()[:16],
+                     error, delay)
+        return False
+
+    def heard_from(self, sender: bytes | None) -> None:
+        """A request signed by `sender` reached us (see PeerTable.heard_from)."""
+        if sender is not None:
+            self.table.heard_from(sender.hex())
+
+    def kept_keys(self, now: int) -> frozenset[bytes]:
+        """Keys whose peer records never expire (sync.gossip.expiry)."""
+        own = frozenset([self.own_key]) if self.own_key else frozenset()
+        return self.table.kept_keys(now) | own
+
+    def records_expired(self, authors: Iterable[bytes]) -> None:
+        """These keys' peer records expired: forget the addresses they named."""
+        self.table.forget_keys(authors)
 
     # -- fresh objects and offers -----------------------------------------------
 
@@ -294,4 +339,6 @@ class GossipSession:
             "dropped": sum(p.state == "dropped" for p in peers),
             "healthy": sum(p.state == "active" and p.failures == 0 and p.last_seen is not None
                            for p in peers),
+            "trusted": sum(p.state == "active" and p.trusted for p in peers),
+            "candidates": sum(p.state == "active" and p.candidate for p in peers),
         }

@@ -34,10 +34,14 @@ from sync.protocol.messages import (
     encode_lines,
     split_lines,
 )
+from sync.protocol.proof import MAX_PROOF_BYTES, PROVE_PATH, Challenge, Proof, verify_proof
 
 log = logging.getLogger(__name__)
 
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10, sock_read=60)
+# An unproven address gets one short try: a socket that accepts and never
+# answers must not hold a slot for minutes (docs/sync.md, slots).
+PROOF_TIMEOUT = aiohttp.ClientTimeout(total=3, connect=3, sock_read=3)
 
 
 class PeerUnavailable(Exception):
@@ -62,6 +66,10 @@ class PeerClient:
     def set_own_url(self, url: str) -> None:
         self._headers[PEER_HEADER] = url
 
+    def known_key(self, url: str) -> bytes | None:
+        """The key the node at `url` told us it has (unproven), if we asked."""
+        return self._keys.get(url)
+
     async def _receiver_key(self, url: str) -> bytes:
         """The key of the node at `url`, from its /status (a request signed for the
         wrong key is refused there, so a false answer costs only that request)."""
@@ -85,15 +93,17 @@ class PeerClient:
         return key
 
     async def _post(
-        self, url: str, path: str, body: bytes, content_type: str, limit: int
+        self, url: str, path: str, body: bytes, content_type: str, limit: int, *,
+        receiver: bytes | None = None, timeout: aiohttp.ClientTimeout | None = None,
     ) -> bytes:
         headers = {**self._headers, "Content-Type": content_type}
         if self._signer is not None and self._clock is not None:
-            receiver = await self._receiver_key(url)
+            receiver = receiver or await self._receiver_key(url)
             headers.update(sign_request(self._signer, "POST", path, body, at=self._clock(),
                                         receiver=receiver))
         try:
-            async with self._session.post(url + path, data=body, headers=headers) as resp:
+            async with self._session.post(url + path, data=body, headers=headers,
+                                          timeout=timeout or TIMEOUT) as resp:
                 if resp.status != 200:
                     reason = (await resp.content.read(500)).decode("utf-8", "replace").strip()
                     if resp.status == 401:  # maybe a new key at that address: ask again next time
@@ -122,6 +132,23 @@ class PeerClient:
         offer = Offer(tuple(ids))
         body = await self._post(url, "/sync/offer", offer.to_wire(), "application/json", 64 * 1024)
         return OfferReply.from_wire(body, offer.ids)
+
+    async def prove(self, url: str, key: bytes, challenge: bytes, *,
+                    timeout: aiohttp.ClientTimeout = PROOF_TIMEOUT) -> None:
+        """Return if the node at `url` proves it holds `key`.
+
+        The challenge goes in a request signed for `key`, so a node with
+        another key refuses it (401) before answering. Raises PeerUnavailable
+        (no answer in time, or a refusal) or RemoteProtocolError (a false proof).
+        """
+        if self._signer is None:
+            raise ValueError("only a signing client can ask for an address proof")
+        body = await self._post(url, PROVE_PATH, Challenge(challenge).to_wire(),
+                                "application/json", MAX_PROOF_BYTES, receiver=key,
+                                timeout=timeout)
+        verify_proof(Proof.from_wire(body), expected=key,
+                     dialler=bytes(self._signer.verify_key), challenge=challenge)
+        self._keys[url] = key
 
     async def push(self, url: str, lines: Iterable[bytes]) -> PushReply:
         body = await self._post(url, "/sync/push", encode_lines(lines), LINES_TYPE, 1024 * 1024)

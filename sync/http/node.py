@@ -32,6 +32,7 @@ from commons.service import Commons
 from commons.storage.store import Added, BlockChanged, Event
 from sync.api import RunningNode
 from sync.gossip.exchange import Exchange
+from sync.gossip.expiry import MAX_PEER_RECORDS
 from sync.gossip.intake import Intake
 from sync.gossip.peers import PeerInfo, PeerUrlError, load_rows, normalise_url, save_rows
 from sync.gossip.policy import Policy
@@ -40,11 +41,13 @@ from sync.http import startup
 from sync.http.client import TIMEOUT, PeerClient
 from sync.http.exchanges import run_exchange
 from sync.http.local_api import LocalApiServer, ServedNode
+from sync.http.membership import Membership
 from sync.http.server import GossipService, build_app
 from sync.http.status import EventBus, NodeEvent, index_state, status_view
 from sync.http.store_io import StoreIO
 from sync.protocol.auth import Sender
 from sync.protocol.negentropy import SortedItems
+from sync.protocol.proof import Challenge, Proof, sign_proof
 
 if TYPE_CHECKING:
     from sync.discovery import Discovery, Found
@@ -74,6 +77,8 @@ class Node:
         fanout: int = 3,
         offer_fanout: int = 2,
         max_outbound: int = 8,
+        max_candidates: int = 2,
+        max_peer_records: int = MAX_PEER_RECORDS,
         eager: bool = True,
         web_pages: WebConfig | None = None,
         discovery: bool = False,
@@ -94,10 +99,13 @@ class Node:
         self.api_url: str | None = None
         self.session = GossipSession(self.policy, own_key=commons.public_key, fanout=fanout,
                                      offer_fanout=offer_fanout, max_outbound=max_outbound,
-                                     eager=eager)
+                                     max_candidates=max_candidates, eager=eager)
         self.limits = PeerLimits(self.policy)
         self.events = EventBus(clock)
         self.objects = StoreIO(self.store, self.policy, clock)
+        self.membership = Membership(self.session, self.objects, client=self._peer_client,
+                                     clock=clock, rng=rng, changed=self._peers_changed,
+                                     max_peer_records=max_peer_records)
         self._bootstrap = [normalise_url(u) for u in (peers or [])]
         self._advertise = [normalise_url(u) for u in (advertise or [])]
         self._prepared = False
@@ -149,6 +157,7 @@ class Node:
             self._http = aiohttp.ClientSession(timeout=TIMEOUT)
             self._client = PeerClient(self._http, signer=self.commons.identity, clock=self.clock)
             self.store.subscribe(self._on_store_event)
+            await self.membership.expire()  # the store may hold more records than it keeps
             self._prepared = True
 
     async def start(self) -> None:
@@ -197,6 +206,8 @@ class Node:
             await self._start_discovery()
         self.session.live = True
         self._tasks.append(asyncio.create_task(self._gossip_loop()))
+        self._tasks.append(asyncio.create_task(self.membership.prove_loop()))
+        self._tasks.append(asyncio.create_task(self.membership.expiry_loop()))
         if self.eager:
             self._tasks.append(asyncio.create_task(self._offer_loop()))
         self.events.emit("started",
@@ -220,6 +231,7 @@ class Node:
         for future in pending:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        await self.membership.stop()
         self._tasks.clear()
         await asyncio.to_thread(startup.remove_node_info, self.commons.paths, self._token)
         for runner in reversed(self._runners):
@@ -269,6 +281,14 @@ class Node:
             except Exception as exc:  # the API call itself will then report it
                 log.warning("search index is not available: %s", exc)
 
+    def _peer_client(self) -> PeerClient:
+        assert self._client is not None, "the node is not prepared"
+        return self._client
+
+    async def _peers_changed(self) -> None:
+        self._publish()
+        await self._save_peers()
+
     async def _save_peers(self) -> None:
         rows, deleted = self.session.table.pending_rows()
         if rows or deleted:
@@ -301,6 +321,9 @@ class Node:
     def _on_added(self, obj: SignedObject, origin: str) -> None:
         if self.session.object_added(obj, origin, self.clock()):
             self._fresh_event.set()
+        if obj.kind == "peer":
+            self.membership.record_arrived()
+            self.membership.wake()
         self._publish()
 
     # -- what the gossip endpoints ask of the node (server.GossipService) -----
@@ -311,6 +334,12 @@ class Node:
     @property
     def public_key(self) -> bytes:
         return self.commons.public_key
+
+    def heard_from(self, sender: Sender | None) -> None:
+        self.session.heard_from(sender.key if sender else None)
+
+    def prove(self, dialler: bytes, challenge: Challenge) -> Proof:
+        return sign_proof(self.commons.identity, dialler, challenge.challenge)
 
     def origin_of(self, sender: Sender | None, claimed: str | None, remote: str) -> str:
         return self.session.origin_of(sender.key if sender else None, claimed, remote)
@@ -433,6 +462,8 @@ class Node:
         await self._run(exchange)
         result = self.session.finish_sync(exchange, self.clock(), self.rng)
         self._publish()
+        if result.error is None:
+            await self.membership.prove_named(url)
         return result
 
     async def _offer_loop(self) -> None:

@@ -39,6 +39,7 @@ from sync.protocol.messages import (
     split_lines,
 )
 from sync.protocol.negentropy import Reconciler, SortedItems
+from sync.protocol.proof import PROVE_PATH, Challenge, Proof
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,14 @@ class GossipService(Protocol):
         """Verify, filter and store objects from a peer; one bad line never stops the rest."""
         ...
 
+    def heard_from(self, sender: Sender | None) -> None:
+        """A peer reconciles with us: if its key is proven at an address, that one is up."""
+        ...
+
+    def prove(self, dialler: bytes, challenge: Challenge) -> Proof:
+        """Our signed answer to `dialler`'s challenge (sync.protocol.proof)."""
+        ...
+
     def note_served(self, peer: str | None, count: int) -> None: ...
 
     def note_pushed_to_us(self, origin: str, report: Intake) -> None: ...
@@ -96,6 +105,7 @@ def build_app(service: GossipService) -> web.Application:
     app.router.add_post("/sync/fetch", routes.fetch)
     app.router.add_post("/sync/offer", routes.offer)
     app.router.add_post("/sync/push", routes.push)
+    app.router.add_post(PROVE_PATH, routes.prove)
     app.router.add_get("/status", routes.status)
     return app
 
@@ -118,8 +128,9 @@ async def _our_faults(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 # Requests that change what a node holds must be signed (sync.protocol.auth);
-# anyone may reconcile and fetch, within the limits of their address.
-SIGNED_ONLY = frozenset({"/sync/push", "/sync/offer"})
+# anyone may reconcile and fetch, within the limits of their address. A proof
+# names the dialler's key, so its challenge must come signed too.
+SIGNED_ONLY = frozenset({"/sync/push", "/sync/offer", PROVE_PATH})
 SENDER: web.RequestKey[Sender | None] = web.RequestKey("sender", object)  # type: ignore[arg-type]
 
 
@@ -176,6 +187,7 @@ class GossipRoutes:
 
     async def reconcile(self, request: web.Request) -> web.Response:
         message = await _body(request, MAX_FRAME_BYTES)
+        self.service.heard_from(request.get(SENDER))
         items = await self.service.sorted_items()
         try:
             # The server side keeps no state between messages, so each request
@@ -225,6 +237,17 @@ class GossipRoutes:
         if intake.accepted or intake.refused:
             self.service.note_pushed_to_us(origin, intake)
         return web.Response(body=reply.to_wire(), content_type="application/json")
+
+    async def prove(self, request: web.Request) -> web.Response:
+        sender = request.get(SENDER)
+        if sender is None:  # the middleware refuses unsigned ones; never answer one
+            return _error(401, f"{PROVE_PATH} needs a signed request")
+        try:
+            challenge = Challenge.from_wire(await _body(request, MAX_JSON_BYTES))
+        except RemoteProtocolError as exc:
+            return _error(400, str(exc))
+        proof = self.service.prove(sender.key, challenge)
+        return web.Response(body=proof.to_wire(), content_type="application/json")
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(await self.service.status())
