@@ -344,7 +344,7 @@ class Node:
             started_at=self._started_at, index=index_state(self._index_task),
             dense=await self._dense_state(),
             declined=len(self.objects.declined or ()), policy=self.policy,
-            quarantined=quarantined,
+            quarantined=quarantined, ingress=self.limits.ingress.describe(),
         )
 
     async def _dense_state(self) -> dict[str, Any] | None:
@@ -453,7 +453,8 @@ class Node:
 
     async def _run(self, exchange: Exchange) -> None:
         assert self._client is not None
-        await run_exchange(exchange, self._client, self.objects, self._publish)
+        await run_exchange(exchange, self._client, self.objects, self._publish,
+                           ingress=self.limits.ingress, clock=self.clock)
 
 
 if TYPE_CHECKING:  # mypy checks that a Node is what each of its users takes it for

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -148,17 +149,19 @@ def _limits(service: GossipService) -> Any:
         budget = sender.label if sender is not None else remote  # per key, else per address
         wait = service.limits.admit(budget, request.content_length, now)
         if wait:
-            return web.Response(
-                status=429,
-                text=f"rate limit: try again in {wait:.0f} seconds\n",
-                headers={"Retry-After": str(max(1, round(wait)))},
-            )
+            return _too_many(wait, "rate limit")
         response = await handler(request)
         if isinstance(response, web.Response) and response.body is not None:
             service.limits.charge(budget, len(response.body), now)  # type: ignore[arg-type]
         return response
 
     return limits
+
+
+def _too_many(wait: float, why: str) -> web.Response:
+    seconds = max(1, math.ceil(wait))
+    return web.Response(status=429, text=f"{why}: try again in {seconds} seconds\n",
+                        headers={"Retry-After": str(seconds)})
 
 
 async def _body(request: web.Request, limit: int) -> bytes:
@@ -207,10 +210,28 @@ class GossipRoutes:
         except RemoteProtocolError as exc:
             return _error(400, str(exc))
         want = await self.service.wanted(offered)
+        sender = request.get(SENDER)
+        if want and sender is not None:
+            # Want no more than may enter from this peer now; the rest comes in a later round.
+            ingress = self.service.limits.ingress
+            allowed = ingress.allowance(sender.label, self.service.now())
+            if allowed < len(want):
+                ingress.throttled(sender.label, len(want) - allowed)
+                want = want[:allowed]
         return web.Response(body=OfferReply(tuple(want)).to_wire(), content_type="application/json")
 
     async def push(self, request: web.Request) -> web.Response:
         body = await _body(request, MAX_PUSH_BYTES)
+        sender = request.get(SENDER)
+        if sender is not None:
+            # The ingress budget is spent before any line is split, parsed or verified;
+            # counting newlines is an upper bound on the objects, and cheap.
+            lines_at_most = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+            wait = self.service.limits.ingress.admit(sender.label, lines_at_most, len(body),
+                                                     self.service.now())
+            if wait:
+                return _too_many(wait, "this node takes no more objects from your key now"
+                                       " (its ingress budget, docs/sync.md)")
         try:
             # Splitting megabytes is work: off the loop, like parsing and verifying.
             lines = await asyncio.to_thread(_push_lines, body)
