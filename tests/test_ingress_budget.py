@@ -156,12 +156,20 @@ async def test_a_flooding_key_gets_429_before_its_push_is_parsed(make_node: Make
     status, _, _ = await post(node, "/sync/push", b"{}\n" * 5, sender=MALLORY)
     assert status == 429
     assert node.store.count() == before + 10
+    # While its budget is spent, the key is turned away before its proof is even checked;
+    # that spends nothing, and another key's bad proof is still a 401.
+    async with aiohttp.ClientSession() as http:
+        for who, expected in ((MALLORY, 429), (HONEST, 401)):
+            headers = {**signed("/sync/push", b"x\n", receiver=node.public_key, at=NOW,
+                                sender=who), "Commons-Signature": "00" * 64}
+            async with http.post(node.url + "/sync/push", data=b"x\n", headers=headers) as resp:
+                assert resp.status == expected
     # An honest key is not held back by the flood.
     honest = docs(HONEST, 1, "Well water")[0]
     status, body, _ = await post(node, "/sync/push", lines([honest]), sender=HONEST)
     assert status == 200 and node.store.has(honest.id)
     ingress = (await node.status())["ingress"]
-    assert ingress["throttled"] == 2 and ingress["admitted_objects"] == 11
+    assert ingress["throttled"] == 3 and ingress["admitted_objects"] == 11
     assert ingress["most_throttled"][0]["peer"] == f"key:{MALLORY.public_key.hex()}"
 
 

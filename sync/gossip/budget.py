@@ -95,6 +95,15 @@ class IngressBudget:
             return 1 << 30
         return max(0, math.floor(level))
 
+    def closed_for(self, peer: str, now: float) -> float:
+        """Seconds until `peer` may bring in anything at all (0.0 if it may now). Spends
+        nothing, so it may be asked about a key before the request proves it holds it."""
+        waits = [self._peer_objects.wait(peer, 1, now), self._total_objects.wait(TOTAL, 1, now)]
+        for buckets, key in ((self._peer_bytes, peer), (self._total_bytes, TOTAL)):
+            if buckets.level(key, now) <= 0:
+                waits.append(buckets.wait(key, 1, now))
+        return max(waits)
+
     def admit(self, peer: str, objects: int, size: int, now: float) -> float:
         """Spend the budget for a push of `objects` lines and `size` bytes: 0.0 if it may
         enter now, else the seconds to wait (nothing is spent then)."""

@@ -22,7 +22,7 @@ from aiohttp import web
 from commons.model.errors import StoreError
 from sync.gossip.intake import Intake
 from sync.gossip.session import PeerLimits
-from sync.protocol.auth import AuthError, Sender, verify_request
+from sync.protocol.auth import KEY_HEADER, AuthError, Sender, verify_request
 from sync.protocol.errors import LocalProtocolError, RemoteProtocolError
 from sync.protocol.messages import (
     LINES_TYPE,
@@ -90,9 +90,10 @@ class GossipService(Protocol):
 
 
 def build_app(service: GossipService) -> web.Application:
+    tarpit = Tarpit()
     app = web.Application(client_max_size=MAX_PUSH_BYTES,
-                          middlewares=[_our_faults, _limits(service)])
-    routes = GossipRoutes(service)
+                          middlewares=[_our_faults, _limits(service, tarpit)])
+    routes = GossipRoutes(service, tarpit)
     app.router.add_post("/sync/reconcile", routes.reconcile)
     app.router.add_post("/sync/fetch", routes.fetch)
     app.router.add_post("/sync/offer", routes.offer)
@@ -124,7 +125,23 @@ SIGNED_ONLY = frozenset({"/sync/push", "/sync/offer"})
 SENDER: web.RequestKey[Sender | None] = web.RequestKey("sender", object)  # type: ignore[arg-type]
 
 
-def _limits(service: GossipService) -> Any:
+class Tarpit:
+    """Holds a refused push's answer back a little (up to `seconds`, for at most `room`
+    requests at once): a flood that ignores Retry-After then waits on each connection
+    instead of costing this node a request's work as fast as it can send them."""
+
+    def __init__(self, seconds: float = 1.0, room: int = 64) -> None:
+        self.seconds = seconds
+        self._room = asyncio.Semaphore(room)
+
+    async def hold(self, wait: float) -> None:
+        if self._room.locked():
+            return
+        async with self._room:
+            await asyncio.sleep(min(wait, self.seconds))
+
+
+def _limits(service: GossipService, tarpit: Tarpit) -> Any:
     @web.middleware
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not (request.path.startswith("/sync/") or request.path == "/status"):
@@ -134,6 +151,18 @@ def _limits(service: GossipService) -> Any:
             return _error(403, "this node does not serve your address")
         now = service.now()
         sender: Sender | None = None
+        claimed = request.headers.get(KEY_HEADER)
+        if request.path == "/sync/push" and claimed:
+            # A key whose ingress budget is spent is turned away before its body is even
+            # read or its proof checked: a flood that ignores Retry-After costs little.
+            # Nothing is spent here, so naming someone else's key gains nothing.
+            ingress = service.limits.ingress
+            wait = ingress.closed_for(f"key:{claimed}", now)
+            if wait:
+                ingress.throttled(f"key:{claimed}", 0)
+                await tarpit.hold(wait)
+                return _too_many(wait, "this node takes no more objects from your key now"
+                                       " (its ingress budget, docs/sync.md)")
         if request.path.startswith("/sync/"):
             # The body is bounded by the app's client_max_size; its hash is signed.
             body = await _body(request, MAX_PUSH_BYTES)
@@ -174,8 +203,9 @@ async def _body(request: web.Request, limit: int) -> bytes:
 
 
 class GossipRoutes:
-    def __init__(self, service: GossipService) -> None:
+    def __init__(self, service: GossipService, tarpit: Tarpit) -> None:
         self.service = service
+        self.tarpit = tarpit
 
     async def reconcile(self, request: web.Request) -> web.Response:
         message = await _body(request, MAX_FRAME_BYTES)
@@ -230,6 +260,7 @@ class GossipRoutes:
             wait = self.service.limits.ingress.admit(sender.label, lines_at_most, len(body),
                                                      self.service.now())
             if wait:
+                await self.tarpit.hold(wait)
                 return _too_many(wait, "this node takes no more objects from your key now"
                                        " (its ingress budget, docs/sync.md)")
         try:
