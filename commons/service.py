@@ -159,6 +159,8 @@ class Commons:
         self._index: SearchIndex | None = None
         self._index_lock = threading.Lock()
         self._index_ready = threading.Event()
+        self._index_dir_used = False  # the vectors live in paths.index (embedded Chroma)
+        self._recover_lock = threading.Lock()
         self._index_progress: Progress | None = None
         # Authors whose documents answers never use (a node sets it from its policy).
         self.blocked: frozenset[bytes] = frozenset()
@@ -483,6 +485,7 @@ class Commons:
             index.progress = self._index_progress
             index.listen()
             self._index = index
+            self._index_dir_used = self.paths.index.is_dir()
             self.on_close(self._close_index)
             return index, True
 
@@ -501,6 +504,7 @@ class Commons:
         for the embedding backlog. Without it, vectors fill in behind, from a
         worker thread; `index_state()` says how far they are. Safe from any thread.
         """
+        self._recover_vanished_index()
         index, opened = self._open_index()
         if opened:
             try:
@@ -516,6 +520,32 @@ class Commons:
         if dense:
             index.sync_dense()
         return index
+
+    def _recover_vanished_index(self) -> None:
+        """If index/ was deleted while the index was open, open it again and index every
+        document again: words at once, vectors behind (the store is the source of truth)."""
+        with self._recover_lock:
+            with self._index_lock:
+                vanished = (self._index is not None and self._index_dir_used
+                            and not self.paths.index.is_dir())
+            if not vanished:
+                return
+            log.warning("%s was deleted while this home was open; rebuilding the search index"
+                        " from the store", self.paths.index)
+            try:
+                self._close_index()
+            except Exception:  # the vector store's files are gone; let it go
+                log.warning("closing the lost vector index failed", exc_info=True)
+                with self._index_lock:
+                    self._index = None
+                    self._index_ready.clear()
+            index, _ = self._open_index()
+            try:
+                index.reset()
+                index.sync_words()
+            finally:
+                self._index_ready.set()
+            index.wake()
 
     def index_state(self) -> DenseState:
         """How many documents are searchable by meaning, of all those searchable by words."""

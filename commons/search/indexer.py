@@ -280,6 +280,12 @@ class SearchIndex:
         here should not wait behind thousands that arrived from peers)."""
         self._embed_docs(list(docs))
 
+    def reset(self) -> None:
+        """Forget both indexes (their vectors were lost); `sync_words` and the worker
+        fill them again."""
+        with self._words_lock, self._embed_lock:
+            self._clear()
+
     def rebuild(self) -> SyncReport:
         """Drop both indexes and build them again from the store."""
         with self._words_lock, self._embed_lock:

@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import secrets
+import sqlite3
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from commons.api import LocalApi
+from commons.model.errors import CommonsError
 from commons.model.objects import SignedObject
 from commons.service import Commons
 from commons.storage.store import Added, BlockChanged, Event
@@ -352,7 +354,11 @@ class Node:
         task = self._index_task
         if task is None or not task.done() or task.exception() is not None:
             return None
-        state = await asyncio.to_thread(self.commons.index_state)
+        try:
+            state = await asyncio.to_thread(self.commons.index_state)
+        except (sqlite3.Error, OSError, CommonsError) as exc:  # a full disk: say the rest
+            log.warning("the search index's state is unknown: %s", exc)
+            return None
         return state.to_json()
 
     # -- peers (sync.api.NodeApi) ---------------------------------------------

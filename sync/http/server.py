@@ -11,6 +11,7 @@ The handlers know the node only as a `GossipService`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import sqlite3
@@ -116,7 +117,16 @@ async def _our_faults(request: web.Request, handler: Handler) -> web.StreamRespo
         return _error(500, f"this node failed to answer {request.path}: {exc}")
     except (sqlite3.Error, OSError, StoreError) as exc:  # a full disk, a damaged store
         log.exception("answering %s failed: the store is unavailable", request.path)
+        if _disk_full(exc):
+            return _error(503, "this node's disk is full: it takes nothing in until its"
+                               f" operator frees space ({exc}); try again later")
         return _error(503, f"this node cannot use its store now ({exc}); try again later")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "disk is full" in str(exc) or "database or disk is full" in str(exc)
 
 
 # Requests that change what a node holds must be signed (sync.protocol.auth);
