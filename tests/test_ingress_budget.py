@@ -71,6 +71,7 @@ def test_one_peer_cannot_spend_more_than_its_share_nor_all_of_the_total() -> Non
     status = ingress.describe()
     assert status["admitted_objects"] == 21 and status["throttled"] == 2
     assert status["objects_per_peer"] == "10/minute" and status["objects_total"] == "25/minute"
+    assert IngressBudget(Policy()).describe()["bytes_per_peer"] == "300MB/hour"
 
 
 def test_a_push_larger_than_the_bucket_enters_when_the_bucket_is_full() -> None:

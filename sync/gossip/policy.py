@@ -274,7 +274,13 @@ def rate_text(limit: RateLimit | None, unit: str) -> str | None:
     if limit is None:
         return None
     period = {v: k for k, v in _PERIODS.items()}.get(limit.seconds, f"{limit.seconds}s")
-    return f"{limit.amount}{unit}/{period}"
+    amount = str(limit.amount)
+    if unit == "B":  # as a person would write it in a policy: 300MB, not 300000000B
+        for prefix, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+            if limit.amount % size == 0:
+                amount = f"{limit.amount // size}{prefix}"
+                break
+    return f"{amount}{unit}/{period}"
 
 
 class RateLimiter:
