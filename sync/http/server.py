@@ -266,7 +266,8 @@ class GossipRoutes:
         if sender is not None:
             # The ingress budget is spent before any line is split, parsed or verified;
             # counting newlines is an upper bound on the objects, and cheap.
-            lines_at_most = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+            lines_at_most = min(MAX_PUSH_LINES + 1,  # more is refused whole below
+                                body.count(b"\n") + (0 if body.endswith(b"\n") else 1))
             wait = self.service.limits.ingress.admit(sender.label, lines_at_most, len(body),
                                                      self.service.now())
             if wait:
