@@ -113,7 +113,7 @@ class LocalApi:
         replaces: str | None,
     ) -> JSON:
         # Open it first, so the add's event reaches it; never wait for a backlog.
-        index = self.commons.search_index(dense=False)
+        index = self.commons.search_index(dense=False, catch_up=False)
         obj, result = self.commons.add_document(
             title=title or extracted.title,
             body=extracted.body,
@@ -122,7 +122,7 @@ class LocalApi:
             licence=licence,
             replaces=replaces,
         )
-        index.sync_words()  # searchable by words when add returns
+        index.index_words_now([obj.id])  # searchable by words when add returns
         if not self._deferred and result is PutResult.ADDED:
             try:
                 index.embed_now([obj.id])  # and by meaning, ahead of any backlog from peers

@@ -496,13 +496,15 @@ class Commons:
                 self._index = None
                 self._index_ready.clear()
 
-    def search_index(self, *, dense: bool = True) -> SearchIndex:
+    def search_index(self, *, dense: bool = True, catch_up: bool = True) -> SearchIndex:
         """The search index, opened on first call and then kept up with the store.
 
         Every stored document is searchable by words when it returns. With
         `dense` (the default), every one is searchable by meaning too: this waits
         for the embedding backlog. Without it, vectors fill in behind, from a
-        worker thread; `index_state()` says how far they are. Safe from any thread.
+        worker thread; `index_state()` says how far they are. Without `catch_up`,
+        documents that arrived since the index opened are left to that worker
+        too. Safe from any thread.
         """
         self._recover_vanished_index()
         index, opened = self._open_index()
@@ -516,7 +518,8 @@ class Commons:
             # Another thread opened it and may still be catching up; answering
             # from a half-built index would wrongly say nothing matches.
             self._index_ready.wait()
-            index.sync_words()
+            if catch_up:  # (an `add` indexes its own document and leaves the backlog be)
+                index.sync_words()
         if dense:
             index.sync_dense()
         return index
