@@ -11,11 +11,12 @@ The handlers know the node only as a `GossipService`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import math
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -216,6 +217,19 @@ class GossipRoutes:
     def __init__(self, service: GossipService, tarpit: Tarpit) -> None:
         self.service = service
         self.tarpit = tarpit
+        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # peer -> lock, users
+
+    @contextlib.asynccontextmanager
+    async def _intake_turn(self, peer: str) -> AsyncIterator[None]:
+        turn, users = self._turns.setdefault(peer, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with turn:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._turns[peer]  # nobody holds or waits: forget it (the table stays small)
 
     async def reconcile(self, request: web.Request) -> web.Response:
         message = await _body(request, MAX_FRAME_BYTES)
@@ -282,7 +296,10 @@ class GossipRoutes:
         del body
         origin = self.service.origin_of(request.get(SENDER), request.headers.get(PEER_HEADER),
                                         request.remote or "unknown")
-        intake = await self.service.take_in(lines, origin=origin, expected=None)
+        # One intake at a time per key: a key pushing on many connections at once
+        # queues behind itself, and other peers' pushes go on beside it.
+        async with self._intake_turn(sender.label if sender is not None else origin):
+            intake = await self.service.take_in(lines, origin=origin, expected=None)
         reply = PushReply.summarised(len(intake.accepted), intake.duplicate, intake.declined,
                                      intake.refused)
         if intake.accepted or intake.refused:
