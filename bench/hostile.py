@@ -14,12 +14,19 @@
   The same without the records is the baseline. Both nodes run rounds every
   `--tarpit-interval` s; each variant runs `--tarpit-runs` times from fresh
   homes, and the medians are compared.
+- flood: an honest node's new document's delivery time to a node (from the
+  call to `add` on the honest node's local API until the target serves it), median
+  over `--trials` documents, without and then with one key pushing valid
+  documents to the target as fast as it can (`--flood-push` per push); also a
+  local `add` on the target, and how many flood documents the target took in.
+  The target runs with `--ingress-per-peer` (where the code has that flag).
 
 Each scenario runs a fresh home and server process. Prints JSON.
 
     python bench/hostile.py [--push-mb 10] [--profiles 60000] [--polls 10]
                             [--tarpits 250] [--tarpit-interval 1] [--tarpit-deadline 300]
                             [--tarpit-runs 3]
+                            [--trials 7] [--ingress-per-peer 600/minute] [--flood-connections 4]
 
 Run it against another checkout by pointing PYTHONPATH at it.
 """
@@ -44,8 +51,10 @@ from typing import Any
 sys.path.insert(0, os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or
                 str(Path(__file__).resolve().parent.parent))
 
+from commons.ingest import Extracted  # noqa: E402
 from commons.model.identity import Identity  # noqa: E402
-from commons.model.objects import PeerRecord, Profile, sign  # noqa: E402
+from commons.model.objects import Document, PeerRecord, Profile, sign  # noqa: E402
+from commons.remote import RemoteApi  # noqa: E402
 from commons.service import Commons  # noqa: E402
 from commons.storage.home import HomePaths  # noqa: E402
 from commons.storage.store import ObjectStore  # noqa: E402
@@ -83,12 +92,13 @@ def request(url: str, data: bytes | None = None, timeout: float = 600,
 
 class Server:
     def __init__(self, home: Path, *, name: str | None, port: int | None = None,
-                 interval: float = 3600, peers: tuple[str, ...] = ()) -> None:
+                 interval: float | str = 3600, peers: tuple[str, ...] = (),
+                 extra: tuple[str, ...] = ()) -> None:
         self.home = home
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "tui", "--home", str(home), "serve",
-                "--listen", f"127.0.0.1:{self.port}", "--interval", str(interval)]
+                "--listen", f"127.0.0.1:{self.port}", "--interval", str(interval), *extra]
         if name:
             argv += ["--name", name]
         for peer in peers:
@@ -124,7 +134,7 @@ class Server:
 def cli(home: Path, *args: str) -> str:
     env = {**os.environ, "COMMONS_EMBEDDER": "fake"}
     result = subprocess.run([sys.executable, "-m", "tui", "--home", str(home), *args],
-                            capture_output=True, text=True, timeout=300, env=env,
+                            capture_output=True, text=True, timeout=600, env=env,
                             cwd=home.parent)
     if result.returncode != 0:
         raise RuntimeError(f"commons {' '.join(args)} failed: {result.stderr[-2000:]}")
@@ -273,13 +283,13 @@ def bench_tarpit(root: Path, tarpits: int, interval: float, deadline: float,
     return out
 
 
-def signed_headers(body: bytes, receiver: bytes) -> dict[str, str]:
+def signed_headers(body: bytes, receiver: bytes,
+                   sender: Identity = Identity(bytes([7]) * 32)) -> dict[str, str]:  # noqa: B008
     try:
         from sync.protocol.auth import sign_request
     except ImportError:  # a checkout from before signed requests
         return {}
-    return sign_request(Identity(bytes([7]) * 32), "POST", "/sync/push", body, at=now(),
-                        receiver=receiver)
+    return sign_request(sender, "POST", "/sync/push", body, at=now(), receiver=receiver)
 
 
 def bench_push(root: Path, megabytes: float) -> dict[str, Any]:
@@ -358,16 +368,140 @@ def bench_status(root: Path, profiles: int, polls: int) -> dict[str, Any]:
     }
 
 
+def timed_add(home: Path, title: str) -> tuple[str, float]:
+    """Add a document through the local API of the node that owns `home`: its id, and
+    how long `add` took."""
+    api = RemoteApi.from_node_info(HomePaths(home).node_info() or {})
+    text = f"# {title}\n\nNotes on {title}, written at {time.time()}.\n"
+    started = time.perf_counter()
+    added = api.add(Extracted(title, text, "text/markdown"), title=title, tags=[],
+                    licence=None, replaces=None)
+    return str(added["id"]), time.perf_counter() - started
+
+
+def delivered(target: Server, oid: str, deadline: float = 300) -> float | None:
+    """Seconds until `target` serves `oid` (polled every 50 ms), None past `deadline`."""
+    started = time.perf_counter()
+    body = json.dumps({"ids": [oid]}).encode()
+    while time.perf_counter() - started < deadline:
+        status, reply, _ = request(target.url + "/sync/fetch", body, timeout=60)
+        if status == 200 and reply.strip():
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    return None
+
+
+class Flood:
+    """One key pushing valid documents to `target` over `connections` connections at
+    once, as fast as it can (pre-signed, so the flooder's own CPU is spent before)."""
+
+    def __init__(self, target: Server, pushes: int, per_push: int, connections: int) -> None:
+        self.target = target
+        self.key = Identity(bytes([9]) * 32)
+        self.receiver = bytes.fromhex(json.loads(request(target.url + "/status")[1])["public_key"])
+        at = now() - 100
+        self.bodies = [
+            b"".join(sign(Document(author=self.key.public_key, created_at=at,
+                                   title=f"Offer {n}.{i}", body=f"Buy now: offer {n}.{i}."),
+                          self.key).to_bytes() + b"\n" for i in range(per_push))
+            for n in range(pushes)
+        ]
+        self.statuses: list[int] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(k, connections))
+                        for k in range(connections)]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=300)
+
+    def run(self, first: int, step: int) -> None:
+        # Round and round (a node already holding a document skips it cheaply), until
+        # stopped, and never more than twenty times over.
+        for n in range(first, 20 * len(self.bodies), step):
+            if self.stop.is_set():
+                return
+            body = self.bodies[n % len(self.bodies)]
+            try:
+                status, _, _ = request(self.target.url + "/sync/push", body, timeout=120,
+                                       headers=signed_headers(body, self.receiver, self.key))
+            except OSError:
+                status = 0
+            self.statuses.append(status)
+
+
+def bench_flood(root: Path, trials: int, ingress: str | None, pushes: int,
+                per_push: int, connections: int, warmup: float) -> dict[str, Any]:
+    target_home, honest_home = root / "target", root / "honest"
+    Commons.init(HomePaths(target_home), clock=now, name="target").close()
+    Commons.init(HomePaths(honest_home), clock=now, name="honest").close()
+    supported = "--ingress-per-peer" in cli(target_home, "serve", "--help")
+    extra = ("--ingress-per-peer", ingress) if ingress and supported else ()
+    target = Server(target_home, name="target", extra=extra)
+    honest = Server(honest_home, name="honest", interval="5", extra=("--peer", target.url))
+    out: dict[str, Any] = {"ingress_per_peer": extra[1] if extra else None,
+                           "flood_push": per_push, "flood_connections": connections,
+                           "warmup_s": warmup}
+    flood: Flood | None = None
+    try:
+        for phase in ("quiet", "flood"):
+            if phase == "flood":
+                flood = Flood(target, pushes, per_push, connections)
+                flood.start()
+                time.sleep(warmup)  # the flood is under way before the first honest document
+            times: list[float] = []
+            adds: list[float] = []
+            for n in range(trials):
+                oid, add_took = timed_add(honest_home, f"Honest {phase} {n}")
+                took = delivered(target, oid)  # from the moment the honest add returned
+                times.append(add_took + took if took is not None else float("inf"))
+                adds.append(timed_add(target_home, f"Local {phase} {n}")[1])
+            out[phase] = {
+                "delivery_median_s": round(statistics.median(times), 3),
+                "delivery_max_s": round(max(times), 3),
+                "local_add_median_s": round(statistics.median(adds), 3),
+            }
+        assert flood is not None
+        flood.join()
+        documents = json.loads(request(target.url + "/status")[1])["documents"]
+        out["flood"].update({
+            "pushes_sent": len(flood.statuses),
+            "pushes_429": flood.statuses.count(429),
+            "target_documents_after": documents,
+        })
+    finally:
+        if flood is not None:
+            flood.join()
+        honest.stop()
+        target.stop()
+    quiet, flooded = out["quiet"]["delivery_median_s"], out["flood"]["delivery_median_s"]
+    out["slowdown"] = round(flooded / quiet, 2) if quiet else None
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--push-mb", type=float, default=10.0)
     parser.add_argument("--profiles", type=int, default=60_000)
     parser.add_argument("--polls", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=7)
+    parser.add_argument("--flood-connections", type=int, default=4)
+    parser.add_argument("--flood-warmup", type=float, default=15.0,
+                        help="seconds of flood before the first honest document")
+    parser.add_argument("--ingress-per-peer", default="600/minute",
+                        help="the target's budget for one key (the flag; '' for its default)")
+    parser.add_argument("--flood-pushes", type=int, default=400)
+    parser.add_argument("--flood-push", type=int, default=100, help="documents per push")
     parser.add_argument("--tarpits", type=int, default=250)
     parser.add_argument("--tarpit-interval", type=float, default=1.0)
     parser.add_argument("--tarpit-deadline", type=float, default=300.0)
     parser.add_argument("--tarpit-runs", type=int, default=3)
-    parser.add_argument("--only", choices=("push", "status", "tarpit"))
+    parser.add_argument("--only", choices=("push", "status", "tarpit", "flood"))
     args = parser.parse_args()
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="commons-hostile-") as tmp:
@@ -379,6 +513,10 @@ def main() -> None:
         if args.only in (None, "tarpit"):
             out["tarpit"] = bench_tarpit(root, args.tarpits, args.tarpit_interval,
                                          args.tarpit_deadline, args.tarpit_runs)
+        if args.only in (None, "flood"):
+            out["flood"] = bench_flood(root, args.trials, args.ingress_per_peer or None,
+                                       args.flood_pushes, args.flood_push,
+                                       args.flood_connections, args.flood_warmup)
     print(json.dumps(out, indent=2))
 
 

@@ -8,6 +8,7 @@ implementation of every action, whichever process owns the home.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 from commons.ingest import Extracted
 from commons.service import Commons, summary
 from commons.storage.store import PutResult
+
+log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 
@@ -110,7 +113,7 @@ class LocalApi:
         replaces: str | None,
     ) -> JSON:
         # Open it first, so the add's event reaches it; never wait for a backlog.
-        index = self.commons.search_index(dense=False)
+        index = self.commons.search_index(dense=False, catch_up=False)
         obj, result = self.commons.add_document(
             title=title or extracted.title,
             body=extracted.body,
@@ -119,9 +122,13 @@ class LocalApi:
             licence=licence,
             replaces=replaces,
         )
-        index.sync_words()  # searchable by words when add returns
+        index.index_words_now([obj.id])  # searchable by words when add returns
         if not self._deferred and result is PutResult.ADDED:
-            index.embed_now([obj.id])  # and by meaning, ahead of any backlog from peers
+            try:
+                index.embed_now([obj.id])  # and by meaning, ahead of any backlog from peers
+            except Exception:  # stored and searchable by words: its vectors follow behind
+                log.warning("embedding %s failed; the index worker tries again",
+                            obj.id.hex()[:12], exc_info=True)
         stored = self.commons.store.get_stored(obj.id)
         out = summary(stored, self.commons.store.display_names())
         out["status"] = "added" if result is PutResult.ADDED else "duplicate"

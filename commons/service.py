@@ -159,6 +159,8 @@ class Commons:
         self._index: SearchIndex | None = None
         self._index_lock = threading.Lock()
         self._index_ready = threading.Event()
+        self._index_dir_used = False  # the vectors live in paths.index (embedded Chroma)
+        self._recover_lock = threading.Lock()
         self._index_progress: Progress | None = None
         # Authors whose documents answers never use (a node sets it from its policy).
         self.blocked: frozenset[bytes] = frozenset()
@@ -483,6 +485,7 @@ class Commons:
             index.progress = self._index_progress
             index.listen()
             self._index = index
+            self._index_dir_used = self.paths.index.is_dir()
             self.on_close(self._close_index)
             return index, True
 
@@ -493,14 +496,17 @@ class Commons:
                 self._index = None
                 self._index_ready.clear()
 
-    def search_index(self, *, dense: bool = True) -> SearchIndex:
+    def search_index(self, *, dense: bool = True, catch_up: bool = True) -> SearchIndex:
         """The search index, opened on first call and then kept up with the store.
 
         Every stored document is searchable by words when it returns. With
         `dense` (the default), every one is searchable by meaning too: this waits
         for the embedding backlog. Without it, vectors fill in behind, from a
-        worker thread; `index_state()` says how far they are. Safe from any thread.
+        worker thread; `index_state()` says how far they are. Without `catch_up`,
+        documents that arrived since the index opened are left to that worker
+        too. Safe from any thread.
         """
+        self._recover_vanished_index()
         index, opened = self._open_index()
         if opened:
             try:
@@ -512,10 +518,37 @@ class Commons:
             # Another thread opened it and may still be catching up; answering
             # from a half-built index would wrongly say nothing matches.
             self._index_ready.wait()
-            index.sync_words()
+            if catch_up:  # (an `add` indexes its own document and leaves the backlog be)
+                index.sync_words()
         if dense:
             index.sync_dense()
         return index
+
+    def _recover_vanished_index(self) -> None:
+        """If index/ was deleted while the index was open, open it again and index every
+        document again: words at once, vectors behind (the store is the source of truth)."""
+        with self._recover_lock:
+            with self._index_lock:
+                vanished = (self._index is not None and self._index_dir_used
+                            and not self.paths.index.is_dir())
+            if not vanished:
+                return
+            log.warning("%s was deleted while this home was open; rebuilding the search index"
+                        " from the store", self.paths.index)
+            try:
+                self._close_index()
+            except Exception:  # the vector store's files are gone; let it go
+                log.warning("closing the lost vector index failed", exc_info=True)
+                with self._index_lock:
+                    self._index = None
+                    self._index_ready.clear()
+            index, _ = self._open_index()
+            try:
+                index.reset()
+                index.sync_words()
+            finally:
+                self._index_ready.set()
+            index.wake()
 
     def index_state(self) -> DenseState:
         """How many documents are searchable by meaning, of all those searchable by words."""

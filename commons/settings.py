@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from commons.model.errors import CommonsError
+from commons.storage.home import unusable_home
 
 CONFIG_FILE = "config.toml"
 DEFAULT_EMBEDDER = "minilm"
@@ -150,6 +151,8 @@ def read_config(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except (FileNotFoundError, NotADirectoryError):
         return {}  # no file, or no home yet: the home's own checks say what is wrong
+    except PermissionError as exc:  # a home of another user, or one made unreadable
+        raise unusable_home(path.parent, exc) from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise CommonsError(f"cannot read {path}: {exc}; fix or remove the file") from exc
 

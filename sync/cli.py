@@ -21,7 +21,7 @@ from commons.model.errors import CommonsError, NotFound
 from commons.remote import RemoteApi
 from commons.service import Commons
 from sync.gossip.peers import PeerTable, load_rows, normalise_url, save_rows
-from sync.gossip.policy import Policy
+from sync.gossip.policy import INGRESS_KEYS, Policy
 
 if TYPE_CHECKING:
     from sync.http.node import Node
@@ -71,6 +71,20 @@ def _node_flags(parser: argparse.ArgumentParser, *, name: bool = True) -> None:
                      help="answers waiting for a turn before 503 (default: 4 per CPU)")
     web.add_argument("--web-rate", type=float, default=30.0, metavar="PER_MINUTE",
                      help="questions and searches per minute from one address (default 30)")
+    ingress = parser.add_argument_group(
+        "ingress budget (objects taken in from peers; docs/sync.md)")
+    ingress.add_argument("--ingress-per-peer", metavar="N/PERIOD",
+                         help="objects one peer key may bring in, e.g. 600/minute"
+                              " (default: the policy's, else 6000/hour)")
+    ingress.add_argument("--ingress-bytes-per-peer", metavar="SIZE/PERIOD",
+                         help="bytes of objects one peer key may bring in, e.g. 50MB/hour"
+                              " (default: the policy's, else 300MB/hour)")
+    ingress.add_argument("--ingress-total", metavar="N/PERIOD",
+                         help="objects all peers together may bring in"
+                              " (default: the policy's, else 20000/hour)")
+    ingress.add_argument("--ingress-bytes-total", metavar="SIZE/PERIOD",
+                         help="bytes of objects all peers together may bring in"
+                              " (default: the policy's, else 1GB/hour)")
     parser.add_argument("--no-discovery", dest="discovery", action="store_false",
                         help="neither announce this node nor look for others on the LAN (mDNS)")
 
@@ -126,6 +140,10 @@ def mirror(args: argparse.Namespace, ctx: NodeContext) -> int:
 def _run(args: argparse.Namespace, ctx: NodeContext, *, mirror: bool) -> int:
     settings = ctx.settings  # flags, else the home's config.toml
     policy = Policy.load(settings.policy) if mirror and settings.policy else None
+    budgets = {key: getattr(args, key) for key in INGRESS_KEYS
+               if getattr(args, key, None) is not None}
+    if budgets:
+        policy = (policy or Policy()).with_ingress(budgets, where="mirror" if mirror else "serve")
     listen = settings.listen or (MIRROR_LISTEN if mirror else DEFAULT_LISTEN)
     if args.interval <= 0:
         raise CommonsError("--interval must be a positive number of seconds")

@@ -372,3 +372,27 @@ def test_a_second_caller_waits_for_the_first_catch_up(
     finally:
         embedder.release.set()
         c.close()
+
+
+def test_a_local_add_indexes_its_own_words_and_leaves_a_peers_backlog_to_the_worker(
+    home: Commons, alice: Identity
+) -> None:
+    """F7: a document added here is searchable by words at once, without first
+    indexing thousands of documents that arrived from peers."""
+    from commons.api import LocalApi
+    from commons.ingest import Extracted
+
+    index = home.search_index(dense=False)
+    with index.held():  # the worker waits, so what `add` itself does is what we see
+        backlog = [sign(Document(author=alice.public_key, created_at=home.clock() - 100,
+                                 title=f"Flood {i}", body=f"Page {i} of a flood."), alice)
+                   for i in range(300)]
+        for obj in backlog:
+            home.store.put(obj, now=home.clock(), origin="key:peer")
+        added = LocalApi(home).add(Extracted("Well water", "Boil it first.", "text/plain"),
+                                   title=None, tags=[], licence=None, replaces=None)
+        pending = set(index.pending())
+        assert bytes.fromhex(added["id"]) in indexed_docs(home)
+        assert {o.id for o in backlog} <= pending  # left to the worker
+    home.search_index(dense=False)  # a reader catches up with everything
+    assert not index.pending()

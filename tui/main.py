@@ -9,9 +9,11 @@ command runs, so `commons ls` does not load the embedding model or textual.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +23,8 @@ import sync.cli
 from commons.model.errors import CommonsError
 from commons.settings import Settings
 from tui.root import Root
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,8 +103,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("commons: interrupted", file=sys.stderr)
         return 130
+    except (OSError, sqlite3.Error) as exc:  # a file or disk problem no handler foresaw
+        log.debug("the command failed", exc_info=True)
+        print(f"commons: {describe_failure(exc)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
+
+
+_WAYS_OUT = {
+    errno.EACCES: "check its permissions, or choose a place you can write to",
+    errno.EPERM: "check its permissions, or choose a place you can write to",
+    errno.EROFS: "the disk is read-only; choose a writable place",
+    errno.ENOSPC: "the disk is full; free some space and try again",
+    errno.EDQUOT: "your disk quota is used up; free some space and try again",
+}
+
+
+def describe_failure(exc: OSError | sqlite3.Error) -> str:
+    """One line for a failure of the file system or the database, and the way out."""
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        if "full" in text:
+            return f"the database cannot grow ({text}); free some disk space and try again"
+        return (f"the database failed ({text}); `commons check` says what is wrong and"
+                " `commons check --salvage FILE` saves what still verifies")
+    where = f" {exc.filename}" if exc.filename else ""
+    way_out = _WAYS_OUT.get(exc.errno or 0, "run with -v for details")
+    return f"cannot use{where}: {exc.strerror or exc}; {way_out}"
 
 
 if __name__ == "__main__":

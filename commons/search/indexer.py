@@ -235,26 +235,48 @@ class SearchIndex:
 
     def sync_words(self, *, wait: bool = True) -> SyncReport:
         """Make every stored head document searchable by words, and drop retracted or
-        replaced ones. Fast (no model): readers call it before each search."""
+        replaced ones. Fast (no model): readers call it before each search.
+
+        The lock is taken a batch at a time, so `index_words_now` (a document
+        just added here) never waits for a whole backlog from peers."""
         if not self._words_lock.acquire(blocking=wait):
             return SyncReport()
         try:
             removed = self.stale()
             if removed:
                 self._remove(removed)
-            indexed = chunks = 0
-            for batch in _batches(self.pending(), WORDS_BATCH):
-                objs = [o for o in (self._load(doc) for doc in batch) if o is not None]
-                chunks += self._write_words(objs)
-                indexed += len(objs)
-            if indexed or removed:
-                log.info("indexed the words of %d documents (%d passages), dropped %d",
-                         indexed, chunks, len(removed))
+            # What was indexed already when we looked: whatever is indexed by the time
+            # its batch comes (by index_words_now meanwhile) is left as it is.
+            plan = [(batch, set(self.words.indexed(batch)))
+                    for batch in _batches(self.pending(), WORDS_BATCH)]
         finally:
             self._words_lock.release()
+        indexed = chunks = 0
+        for batch, was_indexed in plan:
+            with self._words_lock:
+                done_meanwhile = set(self.words.indexed(batch)) - was_indexed
+                objs = [o for o in (self._load(doc) for doc in batch
+                                    if doc not in done_meanwhile) if o is not None]
+                chunks += self._write_words(objs)
+                indexed += len(objs)
+        if indexed or removed:
+            log.info("indexed the words of %d documents (%d passages), dropped %d",
+                     indexed, chunks, len(removed))
         if indexed:
             self.wake()  # their vectors follow in the background
         return SyncReport(indexed, chunks, len(removed))
+
+    def index_words_now(self, docs: Sequence[bytes]) -> None:
+        """Make these documents searchable by words at once, ahead of any backlog (and
+        drop what they replaced); the worker does the rest."""
+        with self._words_lock:
+            removed = self.stale()
+            if removed:
+                self._remove(removed)
+            known = set(self.words.indexed(docs))
+            objs = [o for o in (self._load(doc) for doc in docs if doc not in known)
+                    if o is not None]
+            self._write_words(objs)
 
     def sync_dense(self, *, wait: bool = True, yielding: bool = False) -> int:
         """Embed the passages of every document that has words but no vectors yet,
@@ -279,6 +301,12 @@ class SearchIndex:
         """Embed these documents at once, ahead of any backlog (a document just added
         here should not wait behind thousands that arrived from peers)."""
         self._embed_docs(list(docs))
+
+    def reset(self) -> None:
+        """Forget both indexes (their vectors were lost); `sync_words` and the worker
+        fill them again."""
+        with self._words_lock, self._embed_lock:
+            self._clear()
 
     def rebuild(self) -> SyncReport:
         """Drop both indexes and build them again from the store."""

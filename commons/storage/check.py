@@ -54,7 +54,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise StoreError(f"{path} does not exist; is this the right --home?")
     try:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # A home on a read-only disk (or not ours to write): SQLite cannot set up
+            # its WAL index there. Read the file as it stands instead.
+            db.close()
+            db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        return db
     except sqlite3.Error as exc:
         raise StoreError(f"{path} cannot be opened: {exc}") from exc
 

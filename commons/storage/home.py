@@ -7,9 +7,11 @@ address in `node.json`.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import pwd
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -88,8 +90,11 @@ class HomeLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> HomeLock:
-        self.paths.root.mkdir(parents=True, exist_ok=True)
-        f = open(self.paths.lock, "a+")  # noqa: SIM115  (held open while we own the home)
+        try:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            f = open(self.paths.lock, "a+")  # noqa: SIM115  (held open while we own the home)
+        except OSError as exc:
+            raise unusable_home(self.paths.root, exc) from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -122,6 +127,41 @@ class HomeLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"user {uid}"
+
+
+def unusable_home(root: Path, exc: OSError) -> HomeError:
+    """One line that says why this process cannot use the home at `root`, and the way out."""
+    try:
+        owner: int | None = root.stat().st_uid
+    except OSError:
+        owner = None
+    me = os.geteuid()
+    if owner is None and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return HomeError(f"cannot create the home {root} ({exc.strerror}); choose a directory"
+                         " you can write to: `commons --home DIR init`")
+    if owner is not None and owner != me and exc.errno in (errno.EACCES, errno.EPERM):
+        return HomeError(
+            f"{root} belongs to {_user(owner)}, and you are {_user(me)}: only its owner can"
+            f" use it. Run commons as {_user(owner)}, or use a home of your own:"
+            " `commons --home DIR init`"
+        )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return HomeError(
+            f"{root} is read-only here ({exc.strerror}), and commons writes its lock and"
+            f" database in it. Make it writable (`chmod -R u+w {root}`, or mount the disk"
+            " read-write), or copy it to a writable place and use `commons --home COPY`;"
+            " `commons check --salvage FILE` reads a read-only home"
+        )
+    if exc.errno == errno.ENOSPC:
+        return HomeError(f"the disk holding {root} is full; free some space and try again")
+    return HomeError(f"{root} cannot be used: {exc.strerror or exc}")
 
 
 def create_identity(paths: HomePaths) -> Identity:

@@ -39,7 +39,8 @@ FETCH_BATCH = 256  # ids per fetch request
 MAX_DECLINED_MEMORY = 100_000  # per peer: ids it declined, so we stop pushing them
 
 NOTICE_KINDS = frozenset({"started", "stopped", "sync", "fetched", "pushed", "offered",
-                          "received", "unreachable", "fault", "dropped", "peer", "refused"})
+                          "received", "unreachable", "fault", "dropped", "peer", "refused",
+                          "throttled"})
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ class Exchange:
         self.round_trips = 0
         self.declined = 0
         self.refused = 0
+        self.held_back = 0  # ids we lack but did not fetch: over this peer's ingress budget
         self.wanted: tuple[bytes, ...] = ()  # what the peer asked for after an offer
         self.outcome: Outcome | None = None
         self.reason: str | None = None  # why it was not OK
@@ -278,6 +280,24 @@ class Exchange:
             self._next_fetch()
         else:
             self._step = TakeIn(tuple(lines), frozenset(self._remaining))
+
+    def limit_fetch(self, allowed: int) -> None:
+        """Fetch at most `allowed` more objects in this sync (the peer's ingress budget,
+        checked by the driver before each `SendFetch`); the rest waits for a later one."""
+        self._expect(SendFetch, "limit_fetch")
+        if allowed >= len(self._remaining):
+            return
+        left = len(self._remaining) - allowed + max(0, len(self._todo) - self._next_batch)
+        self.held_back += left
+        self._todo = []
+        self._next_batch = 0
+        self._notice("throttled", f"{left} objects from {self.url} wait: this node's ingress"
+                                  " budget for that peer is spent for now")
+        if allowed <= 0:
+            self._next_fetch()
+        else:
+            self._remaining = self._remaining[:allowed]
+            self._step = SendFetch(tuple(self._remaining))
 
     def receive_intake(self, report: Intake) -> None:
         self._expect(TakeIn, "receive_intake")

@@ -11,7 +11,11 @@ JSON, documented in docs/sync.md:
       "rate_limit_per_peer": "600/minute",
       "byte_limit_per_peer": "200MB/hour",
       "block": ["<hex key of an author>", ...],
-      "block_peers": ["10.0.0.7", "http://spam.example:7400"]
+      "block_peers": ["10.0.0.7", "http://spam.example:7400"],
+      "ingress_per_peer": "6000/hour",
+      "ingress_bytes_per_peer": "300MB/hour",
+      "ingress_total": "20000/hour",
+      "ingress_bytes_total": "1GB/hour"
     }
 
 Every key is optional. The decisions are pure: callers pass the time in.
@@ -24,7 +28,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,8 +49,16 @@ _SIZES = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "m
           "gib": 2**30, "k": 10**3, "m": 10**6, "g": 10**9}
 _RATE = re.compile(r"\A\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([a-z]*)\s*/\s*([a-z]+)\s*\Z", re.I)
 _HEX_KEY = re.compile(r"\A[0-9a-f]{64}\Z")
+# The ingress budget (sync.gossip.budget): objects and bytes that may enter, per peer key
+# and for the whole node, and the flags of `serve` and `mirror` that set them.
+INGRESS_KEYS = {
+    "ingress_per_peer": ("ingress_objects_per_peer", False),
+    "ingress_bytes_per_peer": ("ingress_bytes_per_peer", True),
+    "ingress_total": ("ingress_objects_total", False),
+    "ingress_bytes_total": ("ingress_bytes_total", True),
+}
 KNOWN_KEYS = ("accept", "max_object_bytes", "rate_limit_per_peer", "byte_limit_per_peer",
-              "block", "block_peers")
+              "block", "block_peers", *INGRESS_KEYS)
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,13 @@ class RateLimit:
 # otherwise: generous for honest peers, a ceiling for a flood.
 DEFAULT_REQUEST_RATE = RateLimit(1200, 60)
 DEFAULT_BYTE_RATE = RateLimit(500 * 10**6, 3600)
+# Objects that may enter from one peer key, and from all peers together: a new
+# node takes a few thousand documents from a mirror at once, a flood is held to
+# a trickle after that, and one peer can never use up the whole node's budget.
+DEFAULT_INGRESS_PER_PEER = RateLimit(6000, 3600)
+DEFAULT_INGRESS_BYTES_PER_PEER = RateLimit(300 * 10**6, 3600)
+DEFAULT_INGRESS_TOTAL = RateLimit(20_000, 3600)
+DEFAULT_INGRESS_BYTES_TOTAL = RateLimit(10**9, 3600)
 
 
 @dataclass(frozen=True)
@@ -103,6 +122,10 @@ class Policy:
     byte_rate: RateLimit | None = DEFAULT_BYTE_RATE
     block: frozenset[bytes] = frozenset()
     block_peers: frozenset[str] = frozenset()  # host names, IPs, or URLs
+    ingress_objects_per_peer: RateLimit | None = DEFAULT_INGRESS_PER_PEER
+    ingress_bytes_per_peer: RateLimit | None = DEFAULT_INGRESS_BYTES_PER_PEER
+    ingress_objects_total: RateLimit | None = DEFAULT_INGRESS_TOTAL
+    ingress_bytes_total: RateLimit | None = DEFAULT_INGRESS_BYTES_TOTAL
     source: str = field(default="default", compare=False)
 
     def decide(self, obj: SignedObject, size: int) -> str | None:
@@ -147,11 +170,21 @@ class Policy:
             "accept": "all" if self.accept_all else {
                 "authors": sorted(a.hex() for a in self.authors), "tags": sorted(self.tags)},
             "max_object_bytes": self.max_object_bytes,
-            "rate_limit_per_peer": _rate_text(self.request_rate, ""),
-            "byte_limit_per_peer": _rate_text(self.byte_rate, "B"),
+            "rate_limit_per_peer": rate_text(self.request_rate, ""),
+            "byte_limit_per_peer": rate_text(self.byte_rate, "B"),
             "blocked_authors": len(self.block),
             "blocked_peers": len(self.block_peers),
         }
+
+    def with_ingress(self, budgets: dict[str, str], *, where: str) -> Policy:
+        """This policy with the ingress budgets named in `budgets` (keys of INGRESS_KEYS,
+        values like "600/minute" or "50MB/hour"), as `serve` and `mirror` flags give them."""
+        changes: dict[str, Any] = {}
+        for key, text in budgets.items():
+            attr, bytes_ = INGRESS_KEYS[key]
+            changes[attr] = RateLimit.parse(text, bytes_=bytes_,
+                                            where=f"{where} --{key.replace('_', '-')}")
+        return replace(self, **changes)
 
     # -- loading --------------------------------------------------------------
 
@@ -213,6 +246,9 @@ class Policy:
             args["byte_rate"] = RateLimit.parse(
                 value["byte_limit_per_peer"], bytes_=True, where=f'{source}: "byte_limit_per_peer"'
             )
+        for key, (attr, bytes_) in INGRESS_KEYS.items():
+            if key in value:
+                args[attr] = RateLimit.parse(value[key], bytes_=bytes_, where=f'{source}: "{key}"')
         args["block"] = _keys(value.get("block", []), f'{source}: "block"')
         peers = value.get("block_peers", [])
         if not isinstance(peers, list) or not all(isinstance(p, str) and p for p in peers):
@@ -235,11 +271,17 @@ def _keys(value: object, where: str) -> frozenset[bytes]:
     return frozenset(keys)
 
 
-def _rate_text(limit: RateLimit | None, unit: str) -> str | None:
+def rate_text(limit: RateLimit | None, unit: str) -> str | None:
     if limit is None:
         return None
     period = {v: k for k, v in _PERIODS.items()}.get(limit.seconds, f"{limit.seconds}s")
-    return f"{limit.amount}{unit}/{period}"
+    amount = str(limit.amount)
+    if unit == "B":  # as a person would write it in a policy: 300MB, not 300000000B
+        for prefix, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+            if limit.amount % size == 0:
+                amount = f"{limit.amount // size}{prefix}"
+                break
+    return f"{amount}{unit}/{period}"
 
 
 class RateLimiter:

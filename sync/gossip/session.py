@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from commons.model.objects import SignedObject
+from sync.gossip.budget import IngressBudget
 from sync.gossip.exchange import Exchange, Notice, Outcome
 from sync.gossip.peers import PeerInfo, PeerTable, PeerUrlError, normalise_url
 from sync.gossip.policy import Policy, RateLimiter
@@ -57,6 +58,7 @@ class PeerLimits:
         self.policy = policy
         self._requests = RateLimiter(policy.request_rate)
         self._bytes = RateLimiter(policy.byte_rate)
+        self.ingress = IngressBudget(policy)  # objects that may enter, per peer key and in all
 
     def blocks(self, remote: str) -> bool:
         return self.policy.blocks_peer(remote)

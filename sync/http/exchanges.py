@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sync.gossip.budget import IngressBudget
 from sync.gossip.exchange import (
     Exchange,
     FindSizes,
@@ -25,11 +26,32 @@ from sync.protocol.errors import LocalProtocolError, RemoteProtocolError
 
 
 async def run_exchange(exchange: Exchange, client: PeerClient, objects: StoreIO,
-                       after_step: Callable[[Exchange], None]) -> None:
-    """Do what `exchange` asks until it is finished; `after_step` runs after each step."""
+                       after_step: Callable[[Exchange], None], *,
+                       ingress: IngressBudget | None = None,
+                       clock: Callable[[], int] | None = None) -> None:
+    """Do what `exchange` asks until it is finished; `after_step` runs after each step.
+
+    With an `ingress` budget (and its `clock`), each fetch asks for no more than
+    may enter from the peer's address now, and what it brings is charged before it
+    is verified.
+    """
     url = exchange.url
     while not exchange.finished:
         step = exchange.next_step()
+        if ingress is not None and clock is not None and isinstance(step, (SendFetch, TakeIn)):
+            # Charged to the address we chose to fetch from: the key the node there
+            # claims is not proven, and must not let it spend another key's budget.
+            peer = url
+            if isinstance(step, SendFetch):
+                allowed = ingress.allowance(peer, clock())
+                if allowed < len(step.ids):
+                    ingress.throttled(peer, len(step.ids) - allowed)
+                    exchange.limit_fetch(allowed)
+                    after_step(exchange)
+                    continue
+            else:
+                ingress.charge(peer, len(step.lines), sum(len(line) for line in step.lines),
+                               clock())
         try:
             if isinstance(step, SendReconcile):
                 exchange.receive_reconcile(await client.reconcile(url, step.message))

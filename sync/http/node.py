@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import secrets
+import sqlite3
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from commons.api import LocalApi
+from commons.model.errors import CommonsError
 from commons.model.objects import SignedObject
 from commons.service import Commons
 from commons.storage.store import Added, BlockChanged, Event
@@ -373,7 +375,7 @@ class Node:
             started_at=self._started_at, index=index_state(self._index_task),
             dense=await self._dense_state(),
             declined=len(self.objects.declined or ()), policy=self.policy,
-            quarantined=quarantined,
+            quarantined=quarantined, ingress=self.limits.ingress.describe(),
         )
 
     async def _dense_state(self) -> dict[str, Any] | None:
@@ -381,7 +383,11 @@ class Node:
         task = self._index_task
         if task is None or not task.done() or task.exception() is not None:
             return None
-        state = await asyncio.to_thread(self.commons.index_state)
+        try:
+            state = await asyncio.to_thread(self.commons.index_state)
+        except (sqlite3.Error, OSError, CommonsError) as exc:  # a full disk: say the rest
+            log.warning("the search index's state is unknown: %s", exc)
+            return None
         return state.to_json()
 
     # -- peers (sync.api.NodeApi) ---------------------------------------------
@@ -484,7 +490,8 @@ class Node:
 
     async def _run(self, exchange: Exchange) -> None:
         assert self._client is not None
-        await run_exchange(exchange, self._client, self.objects, self._publish)
+        await run_exchange(exchange, self._client, self.objects, self._publish,
+                           ingress=self.limits.ingress, clock=self.clock)
 
 
 if TYPE_CHECKING:  # mypy checks that a Node is what each of its users takes it for

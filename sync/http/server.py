@@ -11,9 +11,12 @@ The handlers know the node only as a `GossipService`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import math
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -21,7 +24,7 @@ from aiohttp import web
 from commons.model.errors import StoreError
 from sync.gossip.intake import Intake
 from sync.gossip.session import PeerLimits
-from sync.protocol.auth import AuthError, Sender, verify_request
+from sync.protocol.auth import KEY_HEADER, AuthError, Sender, verify_request
 from sync.protocol.errors import LocalProtocolError, RemoteProtocolError
 from sync.protocol.messages import (
     LINES_TYPE,
@@ -98,9 +101,10 @@ class GossipService(Protocol):
 
 
 def build_app(service: GossipService) -> web.Application:
+    tarpit = Tarpit()
     app = web.Application(client_max_size=MAX_PUSH_BYTES,
-                          middlewares=[_our_faults, _limits(service)])
-    routes = GossipRoutes(service)
+                          middlewares=[_our_faults, _limits(service, tarpit)])
+    routes = GossipRoutes(service, tarpit)
     app.router.add_post("/sync/reconcile", routes.reconcile)
     app.router.add_post("/sync/fetch", routes.fetch)
     app.router.add_post("/sync/offer", routes.offer)
@@ -124,7 +128,16 @@ async def _our_faults(request: web.Request, handler: Handler) -> web.StreamRespo
         return _error(500, f"this node failed to answer {request.path}: {exc}")
     except (sqlite3.Error, OSError, StoreError) as exc:  # a full disk, a damaged store
         log.exception("answering %s failed: the store is unavailable", request.path)
+        if _disk_full(exc):
+            return _error(503, "this node's disk is full: it takes nothing in until its"
+                               f" operator frees space ({exc}); try again later")
         return _error(503, f"this node cannot use its store now ({exc}); try again later")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "disk is full" in str(exc) or "database or disk is full" in str(exc)
 
 
 # Requests that change what a node holds must be signed (sync.protocol.auth);
@@ -134,7 +147,23 @@ SIGNED_ONLY = frozenset({"/sync/push", "/sync/offer", PROVE_PATH})
 SENDER: web.RequestKey[Sender | None] = web.RequestKey("sender", object)  # type: ignore[arg-type]
 
 
-def _limits(service: GossipService) -> Any:
+class Tarpit:
+    """Holds a refused push's answer back a little (up to `seconds`, for at most `room`
+    requests at once): a flood that ignores Retry-After then waits on each connection
+    instead of costing this node a request's work as fast as it can send them."""
+
+    def __init__(self, seconds: float = 1.0, room: int = 64) -> None:
+        self.seconds = seconds
+        self._room = asyncio.Semaphore(room)
+
+    async def hold(self, wait: float) -> None:
+        if self._room.locked():
+            return
+        async with self._room:
+            await asyncio.sleep(min(wait, self.seconds))
+
+
+def _limits(service: GossipService, tarpit: Tarpit) -> Any:
     @web.middleware
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not (request.path.startswith("/sync/") or request.path == "/status"):
@@ -144,6 +173,18 @@ def _limits(service: GossipService) -> Any:
             return _error(403, "this node does not serve your address")
         now = service.now()
         sender: Sender | None = None
+        claimed = request.headers.get(KEY_HEADER)
+        if request.path == "/sync/push" and claimed:
+            # A key whose ingress budget is spent is turned away before its body is even
+            # read or its proof checked: a flood that ignores Retry-After costs little.
+            # Nothing is spent here, so naming someone else's key gains nothing.
+            ingress = service.limits.ingress
+            wait = ingress.closed_for(f"key:{claimed}", now)
+            if wait:
+                ingress.throttled(f"key:{claimed}", 0)
+                await tarpit.hold(wait)
+                return _too_many(wait, "this node takes no more objects from your key now"
+                                       " (its ingress budget, docs/sync.md)")
         if request.path.startswith("/sync/"):
             # The body is bounded by the app's client_max_size; its hash is signed.
             body = await _body(request, MAX_PUSH_BYTES)
@@ -159,17 +200,19 @@ def _limits(service: GossipService) -> Any:
         budget = sender.label if sender is not None else remote  # per key, else per address
         wait = service.limits.admit(budget, request.content_length, now)
         if wait:
-            return web.Response(
-                status=429,
-                text=f"rate limit: try again in {wait:.0f} seconds\n",
-                headers={"Retry-After": str(max(1, round(wait)))},
-            )
+            return _too_many(wait, "rate limit")
         response = await handler(request)
         if isinstance(response, web.Response) and response.body is not None:
             service.limits.charge(budget, len(response.body), now)  # type: ignore[arg-type]
         return response
 
     return limits
+
+
+def _too_many(wait: float, why: str) -> web.Response:
+    seconds = max(1, math.ceil(wait))
+    return web.Response(status=429, text=f"{why}: try again in {seconds} seconds\n",
+                        headers={"Retry-After": str(seconds)})
 
 
 async def _body(request: web.Request, limit: int) -> bytes:
@@ -182,8 +225,22 @@ async def _body(request: web.Request, limit: int) -> bytes:
 
 
 class GossipRoutes:
-    def __init__(self, service: GossipService) -> None:
+    def __init__(self, service: GossipService, tarpit: Tarpit) -> None:
         self.service = service
+        self.tarpit = tarpit
+        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # peer -> lock, users
+
+    @contextlib.asynccontextmanager
+    async def _intake_turn(self, peer: str) -> AsyncIterator[None]:
+        turn, users = self._turns.setdefault(peer, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with turn:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._turns[peer]  # nobody holds or waits: forget it (the table stays small)
 
     async def reconcile(self, request: web.Request) -> web.Response:
         message = await _body(request, MAX_FRAME_BYTES)
@@ -219,10 +276,30 @@ class GossipRoutes:
         except RemoteProtocolError as exc:
             return _error(400, str(exc))
         want = await self.service.wanted(offered)
+        sender = request.get(SENDER)
+        if want and sender is not None:
+            # Want no more than may enter from this peer now; the rest comes in a later round.
+            ingress = self.service.limits.ingress
+            allowed = ingress.allowance(sender.label, self.service.now())
+            if allowed < len(want):
+                ingress.throttled(sender.label, len(want) - allowed)
+                want = want[:allowed]
         return web.Response(body=OfferReply(tuple(want)).to_wire(), content_type="application/json")
 
     async def push(self, request: web.Request) -> web.Response:
         body = await _body(request, MAX_PUSH_BYTES)
+        sender = request.get(SENDER)
+        if sender is not None:
+            # The ingress budget is spent before any line is split, parsed or verified;
+            # counting newlines is an upper bound on the objects, and cheap.
+            lines_at_most = min(MAX_PUSH_LINES + 1,  # more is refused whole below
+                                body.count(b"\n") + (0 if body.endswith(b"\n") else 1))
+            wait = self.service.limits.ingress.admit(sender.label, lines_at_most, len(body),
+                                                     self.service.now())
+            if wait:
+                await self.tarpit.hold(wait)
+                return _too_many(wait, "this node takes no more objects from your key now"
+                                       " (its ingress budget, docs/sync.md)")
         try:
             # Splitting megabytes is work: off the loop, like parsing and verifying.
             lines = await asyncio.to_thread(_push_lines, body)
@@ -231,7 +308,10 @@ class GossipRoutes:
         del body
         origin = self.service.origin_of(request.get(SENDER), request.headers.get(PEER_HEADER),
                                         request.remote or "unknown")
-        intake = await self.service.take_in(lines, origin=origin, expected=None)
+        # One intake at a time per key: a key pushing on many connections at once
+        # queues behind itself, and other peers' pushes go on beside it.
+        async with self._intake_turn(sender.label if sender is not None else origin):
+            intake = await self.service.take_in(lines, origin=origin, expected=None)
         reply = PushReply.summarised(len(intake.accepted), intake.duplicate, intake.declined,
                                      intake.refused)
         if intake.accepted or intake.refused:

@@ -77,6 +77,7 @@ def status_view(
     dense: dict[str, Any] | None = None,
     policy: Policy,
     quarantined: int = 0,
+    ingress: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON of GET /status (and of the local API's `status`)."""
     return {
@@ -98,4 +99,6 @@ def status_view(
         "declined": declined,
         "quarantined": quarantined,  # stored objects that stopped verifying, set aside
         "policy": policy.describe(),
+        # the ingress budgets (sync.gossip.budget) and what they let in and held back
+        "ingress": ingress,
     }
