@@ -20,6 +20,7 @@ from commons.display import fmt_datetime
 from commons.model.errors import CommonsError, NotFound
 from commons.remote import RemoteApi
 from commons.service import Commons
+from sync.display import peer_state
 from sync.gossip.peers import PeerTable, load_rows, normalise_url, save_rows
 from sync.gossip.policy import Policy
 
@@ -220,15 +221,6 @@ def peers_ls(args: argparse.Namespace, ctx: NodeContext) -> int:
             f"  seen {seen}  sent {p['sent']}  received {p['received']}{flags}"
         )
     return 0
-
-
-def peer_state(p: dict[str, Any]) -> str:
-    """What a person can act on: answering, failing since when, or dropped and why."""
-    if p["state"] == "dropped":
-        return f"dropped: {p.get('faults', 0)} bad objects"
-    if p["failures"]:
-        return f"failing: {p['failures']} tries in a row"
-    return "ok" if p["last_seen"] else "not reached yet"
 
 
 def peers_add(args: argparse.Namespace, ctx: NodeContext) -> int:

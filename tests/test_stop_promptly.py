@@ -134,7 +134,7 @@ WORDS = (
     "river", "field", "seed", "harvest", "water", "stone", "market", "school",
     "library", "road", "bridge", "rain", "season", "grain", "mill", "tool",
 )
-DOCUMENTS = 100  # several passages each: far more embedding than one stop waits for
+DOCUMENTS = 150  # three rounds of embedding: far more than one stop waits for
 
 
 @pytest.fixture
@@ -175,14 +175,13 @@ def test_serve_stopped_while_indexing_resumes_on_the_next_start(
     peer = spawn("a")
     with Commons(HomePaths(peer.home), clock=now) as commons:
         for i in range(DOCUMENTS):
-            body = "\n\n".join(" ".join(rng.choice(WORDS) for _ in range(120)) + "."
-                               for _ in range(4))
+            body = " ".join(rng.choice(WORDS) for _ in range(120)) + "."  # one passage
             commons.add_document(title=f"Notes {i}", body=body)
     monkeypatch.setenv("COMMONS_CACHE", str(onnx_cache))
     monkeypatch.setenv("COMMONS_EMBEDDER", "minilm")
     peer.start()
     wait_for(lambda: (peer.status().get("dense_index") or {}).get("dense", 0) > 0,
-             "the node embeds its backlog")
+             "the node embeds its backlog", deadline=600)
     assert not peer.status()["dense_index"]["complete"]
     assert stop(peer, sig) == 0
     assert "stopped" in peer.log.read_text()
