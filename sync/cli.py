@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from sync.http.node import Node
     from sync.web import WebConfig
 
-events_log = logging.getLogger("sync.events")
 
 DEFAULT_LISTEN = "127.0.0.1:7400"
 MIRROR_LISTEN = "0.0.0.0:7400"
@@ -165,14 +163,7 @@ def _web_config(args: argparse.Namespace, ctx: NodeContext) -> WebConfig | None:
         time.monotonic,
         {"llm": url, "model": model, "gguf": gguf, "llm_key": ctx.settings.llm.key},
     )
-def _log_event(event: Any) -> None:
-    """A gossip log line (a sync, a decline and why, a dropped peer) as an INFO record."""
-    level = logging.WARNING if event.kind in ("fault", "dropped", "refused") else logging.INFO
-    events_log.log(level, "%-11s %s", event.kind, event.message)
-
-
 async def _serve(node: Node) -> None:
-    node.subscribe(_log_event)
     try:
         await node.start()
     except OSError as exc:
