@@ -208,7 +208,7 @@ def peers_ls(args: argparse.Namespace, ctx: NodeContext) -> int:
         flags = " mirror" if p["mirror"] else ""
         seen = fmt_datetime(p["last_seen"], missing="never")
         print(
-            f"{p['url']:32} {(p['name'] or '?')[:20]:20} {peer_state(p):24}"
+            f"{p['url']:32} {(p['name'] or '?')[:20]:20} {peer_state(p):26}"
             f"  seen {seen}  sent {p['sent']}  received {p['received']}{flags}"
         )
     return 0

@@ -192,7 +192,8 @@ class CommonsApp(App[None]):
         yield SystemCommand("Ask a question", "Answers cite the documents (F3)", go("ask"))
         yield SystemCommand("Contribute", "Sign and publish a file or pasted text (F4)",
                             go("contribute"))
-        yield SystemCommand("Peers", "Peers, their health and the gossip log (F5)", go("peers"))
+        yield SystemCommand("Peers", "Peers, their state, the search index and the gossip log"
+                            " (F5)", go("peers"))
         yield SystemCommand("Add a peer", "Gossip with another node by its address",
                             self.action_add_peer)
         yield SystemCommand("Sync now", "Reconcile with peers right away", self.action_sync_now)
