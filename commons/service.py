@@ -157,10 +157,12 @@ class Commons:
         # or the server at index_url.
         self._vectors = vectors
         self._index: SearchIndex | None = None
-        self._index_lock = threading.Lock()
+        self._index_lock = threading.Lock()  # the open index, and closing
+        self._index_opening = threading.Lock()  # one opener at a time; close skips it
         self._index_ready = threading.Event()
         self._index_dir_used = False  # the vectors live in paths.index (embedded Chroma)
         self._recover_lock = threading.Lock()
+        self._closing = False
         self._index_progress: Progress | None = None
         # Authors whose documents answers never use (a node sets it from its policy).
         self.blocked: frozenset[bytes] = frozenset()
@@ -212,6 +214,11 @@ class Commons:
         return commons
 
     def close(self) -> None:
+        """Close the index (its worker stops after the passages in hand), the store
+        and the lock. A thread still opening the index gives up instead of waiting."""
+        with self._index_lock:
+            self._closing = True
+        self._index_ready.set()  # wake readers waiting for an index that will not open
         for closer in reversed(self._closers):
             closer()
         self._closers.clear()
@@ -473,28 +480,38 @@ class Commons:
         return self._embedder
 
     def _open_index(self) -> tuple[SearchIndex, bool]:
-        with self._index_lock:
-            if self._index is not None:
-                return self._index, False
+        with self._index_opening:
+            with self._index_lock:
+                if self._index is not None:
+                    return self._index, False
+                self._check_open()
             from commons.search.chroma import chroma_vectors
             from commons.search.indexer import SearchIndex
+            from commons.search.vectors import Preparable
 
             factory = self._vectors or chroma_vectors(str(self.paths.index), self.index_url)
-            vectors = factory(self.public_key.hex()[:16], self.embedder)
-            index = SearchIndex(self.store, self.embedder, vectors)
-            index.progress = self._index_progress
-            index.listen()
-            self._index = index
-            self._index_dir_used = self.paths.index.is_dir()
-            self.on_close(self._close_index)
-            return index, True
+            if isinstance(factory, Preparable):
+                factory.prepare()  # slow imports, while closing need not wait
+            with self._index_lock:
+                self._check_open()
+                vectors = factory(self.public_key.hex()[:16], self.embedder)
+                index = SearchIndex(self.store, self.embedder, vectors)
+                index.progress = self._index_progress
+                index.listen()
+                self._index = index
+                self._index_dir_used = self.paths.index.is_dir()
+                self.on_close(self._close_index)
+                return index, True
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise HomeError(f"{self.paths.root} is closing; open it again to search it")
 
     def _close_index(self) -> None:
         with self._index_lock:
             if self._index is not None:
                 self._index.close()
                 self._index = None
-                self._index_ready.clear()
 
     def search_index(self, *, dense: bool = True, catch_up: bool = True) -> SearchIndex:
         """The search index, opened on first call and then kept up with the store.
@@ -518,6 +535,7 @@ class Commons:
             # Another thread opened it and may still be catching up; answering
             # from a half-built index would wrongly say nothing matches.
             self._index_ready.wait()
+            self._check_open()
             if catch_up:  # (an `add` indexes its own document and leaves the backlog be)
                 index.sync_words()
         if dense:

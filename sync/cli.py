@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ from commons.display import fmt_datetime
 from commons.model.errors import CommonsError, NotFound
 from commons.remote import RemoteApi
 from commons.service import Commons
+from sync.display import peer_state
 from sync.gossip.peers import PeerTable, load_rows, normalise_url, save_rows
 from sync.gossip.policy import INGRESS_KEYS, Policy
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from sync.http.node import Node
     from sync.web import WebConfig
 
-events_log = logging.getLogger("sync.events")
 
 DEFAULT_LISTEN = "127.0.0.1:7400"
 MIRROR_LISTEN = "0.0.0.0:7400"
@@ -182,14 +181,7 @@ def _web_config(args: argparse.Namespace, ctx: NodeContext) -> WebConfig | None:
         time.monotonic,
         {"llm": url, "model": model, "gguf": gguf, "llm_key": ctx.settings.llm.key},
     )
-def _log_event(event: Any) -> None:
-    """A gossip log line (a sync, a decline and why, a dropped peer) as an INFO record."""
-    level = logging.WARNING if event.kind in ("fault", "dropped", "refused") else logging.INFO
-    events_log.log(level, "%-11s %s", event.kind, event.message)
-
-
 async def _serve(node: Node) -> None:
-    node.subscribe(_log_event)
     try:
         await node.start()
     except OSError as exc:
@@ -234,19 +226,10 @@ def peers_ls(args: argparse.Namespace, ctx: NodeContext) -> int:
         flags = " mirror" if p["mirror"] else ""
         seen = fmt_datetime(p["last_seen"], missing="never")
         print(
-            f"{p['url']:32} {(p['name'] or '?')[:20]:20} {peer_state(p):24}"
+            f"{p['url']:32} {(p['name'] or '?')[:20]:20} {peer_state(p):26}"
             f"  seen {seen}  sent {p['sent']}  received {p['received']}{flags}"
         )
     return 0
-
-
-def peer_state(p: dict[str, Any]) -> str:
-    """What a person can act on: answering, failing since when, or dropped and why."""
-    if p["state"] == "dropped":
-        return f"dropped: {p.get('faults', 0)} bad objects"
-    if p["failures"]:
-        return f"failing: {p['failures']} tries in a row"
-    return "ok" if p["last_seen"] else "not reached yet"
 
 
 def peers_add(args: argparse.Namespace, ctx: NodeContext) -> int:

@@ -132,6 +132,7 @@ def test_search_finds_words_in_bodies_with_snippets(home: Path, tmp_path: Path) 
     hits = json.loads(ok("search", "tombstone", "--tag", "water", "--json", home=home))
     assert [h["title"] for h in hits] == ["The old well"]
     assert "[tombstone]" in hits[0]["snippet"] and hits[0]["author_name"] == "Ana Lima"
+    assert "#" not in hits[0]["snippet"]  # the heading's words, not its Markdown mark
     assert "no document holds" in ok("search", "zyxwvut", home=home)
     by_prefix = json.loads(ok("search", "tombstone", "--author", "SEEDS", "--json", home=home))
     assert by_prefix and {h["author_name"] for h in by_prefix} == {"commons seeds"}
@@ -211,3 +212,14 @@ def test_bad_tags_are_refused_before_the_duplicate_check(home: Path, tmp_path: P
     result = run("add", str(path), "--tag", "rain", home=home)
     assert result.returncode == 0 and result.stdout.startswith("duplicate")
     assert "--replaces" in result.stderr and "new version" in result.stderr
+
+
+def test_an_answers_quotes_leave_out_heading_marks() -> None:
+    from commons.cli.ask import format_answer
+
+    cited = {"n": 1, "title": "Drying mangoes", "author": "ab" * 32, "author_name": "Ana",
+             "id": "cd" * 32, "origin": "local", "verified": True,
+             "passage": "# Drying mangoes\n\nSlice ripe mangoes thin.\n\n## Storing\n\nKeep dry."}
+    text = format_answer({"answer": "Slice ripe mangoes thin. [1]", "abstained": False,
+                          "citations": [cited]})
+    assert "“Drying mangoes Slice ripe mangoes thin. Storing Keep dry.”" in text

@@ -80,3 +80,6 @@ def test_serve_listens_where_the_config_says(spawn: Callable[[str], Peer]) -> No
         ana.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=os.environ.copy())
     wait_for(ana.ready, "ana serves on the port from its config")
     ana.stop()
+    # Each gossip event is one line of the output, not two.
+    started = [line for line in ana.log.read_text().splitlines() if "listening on" in line]
+    assert len(started) == 1 and "INFO" in started[0], started

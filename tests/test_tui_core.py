@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.display import peer_state
 from tui.core import (
     ABSTAIN_TEXT,
     AnswerView,
@@ -22,6 +23,7 @@ from tui.core import (
     filter_rows,
     fmt_ago,
     format_event,
+    index_progress,
     library_columns,
     locate_passage,
     matches,
@@ -194,8 +196,17 @@ def test_complete_path(tmp_path: Path) -> None:
 
 def test_peer_rows_events_and_sync_summaries() -> None:
     peer = PeerRow.from_info({"url": "http://a:1", "name": "river", "last_seen": 40,
-                              "health": 0.9, "sent": 3, "received": 5, "mirror": True})
-    assert peer.cells(100) == ["http://a:1", "river (mirror)", "1m ago", "good 90%", "3", "5"]
+                              "health": 0.65, "sent": 3, "received": 5, "mirror": True})
+    assert peer.cells(100) == ["http://a:1", "river (mirror)", "1m ago", "ok", "3", "5"]
+    # The same words as `commons peers ls`, never a percentage.
+    states = {"never": ({"last_seen": None, "failures": 0}, "not reached yet"),
+              "once": ({"last_seen": 40, "failures": 1}, "failing: 1 try in a row"),
+              "often": ({"last_seen": None, "failures": 4}, "failing: 4 tries in a row"),
+              "bad": ({"state": "dropped", "faults": 3, "failures": 0}, "dropped: 3 bad objects")}
+    for fields, words in states.values():
+        row = PeerRow.from_info({"url": "http://b:2", "health": 0.2, **fields})
+        assert row.state == words == peer_state({"state": "active", **fields})
+        assert "%" not in " ".join(row.cells(100))
 
     class Event:
         time, kind, message, peer = 0, "sync", "http://a:1: fetched 3", "http://a:1"
@@ -206,3 +217,21 @@ def test_peer_rows_events_and_sync_summaries() -> None:
                          {"fetched": 0, "pushed": 0, "error": "timeout"}]) == (
         "synced with 2 peers: 2 fetched, 1 pushed, 1 failed (see the gossip log)"
     )
+
+
+def test_the_index_line_says_how_far_and_how_long() -> None:
+    def line(dense: dict[str, object] | None, index: str = "ready") -> str:
+        return index_progress({"index": index, "dense_index": dense})
+
+    assert line({"documents": 342, "dense": 120, "complete": False, "rate": 14.0}) == (
+        "dense index: 120 of 342 documents, 14/s, about 16 s left")
+    assert line({"documents": 5000, "dense": 200, "complete": False, "rate": 12.5}) == (
+        "dense index: 200 of 5000 documents, 12.5/s, about 6 min left")
+    assert line({"documents": 90000, "dense": 0, "complete": False, "rate": 10}) == (
+        "dense index: 0 of 90000 documents, 10/s, about 2 h 30 min left")
+    assert line({"documents": 342, "dense": 3, "complete": False, "rate": 0.0}) == (
+        "dense index: 3 of 342 documents, starting")
+    assert line({"documents": 342, "dense": 342, "complete": True, "rate": 2.0}) == (
+        "dense index: 342 documents")
+    assert line(None, "warming").startswith("search index: opening")
+    assert line(None, "failed").startswith("search index: did not open")

@@ -4,6 +4,7 @@ words in the text, questions kept in the home, a node that keeps its port."""
 from __future__ import annotations
 
 import logging
+import threading
 import tomllib
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tui_support import MY_TITLE, RIVER_TITLE, make_backend, notifications, sett
 from commons.service import Commons
 from commons.settings import Settings
 from tui.app import CommonsApp
-from tui.backend import Backend
+from tui.backend import Backend, Whoami
 from tui.components.ask import AskScreen
 from tui.components.contribute import ContributeScreen
 from tui.components.identity import IdentityScreen
@@ -50,6 +51,36 @@ async def test_first_run_asks_for_a_name_and_escape_skips(commons: Commons) -> N
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         assert isinstance(app.screen, LibraryScreen)
+
+
+async def test_the_screen_keys_wait_while_a_dialog_is_open(commons: Commons) -> None:
+    """F5 pressed while the first-run name dialog is saving used to switch screens
+    under it, and the dialog's closing then crashed the app."""
+    commons.clock.now += 60  # type: ignore[attr-defined]
+    backend = make_backend(commons, fresh=True)
+    signing = threading.Event()
+    set_name = backend.set_name
+
+    def slow_set_name(name: str) -> Whoami:  # as on a busy machine
+        signing.wait(30)
+        return set_name(name)
+
+    backend.set_name = slow_set_name  # type: ignore[method-assign]
+    app = CommonsApp(backend, start_node=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        assert isinstance(app.screen, NameScreen)
+        await pilot.press(*"Ana Lima", "enter", "f5", "f3")  # while the name is being signed
+        await pilot.pause()
+        assert isinstance(app.screen, NameScreen) and app.current_mode == "library"
+        signing.set()
+        await settle(pilot, app)
+        assert isinstance(app.screen, LibraryScreen)  # the dialog closed where it opened
+        await pilot.press("f5")
+        await settle(pilot, app)
+        assert app.current_mode == "peers"  # and the keys work again
+    assert app.return_code in (0, None)
+    assert commons.whoami()["name"] == "Ana Lima"
 
 
 async def test_identity_screen_changes_the_name(backend: Backend, commons: Commons) -> None:

@@ -120,3 +120,40 @@ async def test_add_a_peer_and_see_its_document_arrive(tmp_path: Path, river: str
         assert commons.paths.node_info() is None  # the node stopped with the app
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_peers_show_plain_states_and_the_index(tmp_path: Path, size: tuple[int, int]) -> None:
+    commons = make_home(tmp_path / "home", clock=real_clock, from_peer=False)
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    node = Node(commons, listen="127.0.0.1:0", peers=[nowhere], rng=random.Random(7),
+                clock=real_clock, round_interval=3600.0)
+    backend = make_backend(commons, node=node)
+    try:
+        app = CommonsApp(backend)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot, app)
+            await pilot.press("f5")
+            peers = app.screen
+            assert isinstance(peers, PeersScreen)
+            documents = commons.store.count("document")
+
+            def shown() -> tuple[str, str]:
+                row = peers.query_one("#peer-table", DataTable).get_row(nowhere)
+                return str(row[3]), str(peers.query_one("#node-status").render())
+
+            deadline = time.monotonic() + 60
+            expected = ("failing: 1 try in a row", f"dense index: {documents} documents")
+            while time.monotonic() < deadline:
+                state, status = shown()
+                if state == expected[0] and status.endswith(expected[1]):
+                    break
+                await pilot.pause(0.2)
+            assert state == "failing: 1 try in a row"  # the first round could not reach it
+            assert node.url in status and status.endswith(f"dense index: {documents} documents")
+            assert "%" not in state
+            table = peers.query_one("#peer-table", DataTable)
+            labels = [str(c.label) for c in table.columns.values()]
+            assert "State" in labels and "Health" not in labels
+    finally:
+        backend.close()

@@ -12,7 +12,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from tui.backend import Backend
 from tui.components.ask import AskScreen
@@ -155,6 +155,21 @@ class CommonsApp(App[None]):
 
     # -- actions --------------------------------------------------------------
 
+    def dialog_open(self) -> bool:
+        """A dialog (name, retract, file picker) waits for an answer: switching screens
+        under it would leave it to close on the wrong screen."""
+        return isinstance(self.screen, ModalScreen) and not isinstance(self.screen, HelpScreen)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "switch_mode" and self.dialog_open())
+
+    async def go_to(self, mode: str) -> None:
+        """Switch screens from the palette, unless a dialog waits for an answer."""
+        if self.dialog_open():
+            self.notify("Answer the dialog first (escape closes it).", severity="warning")
+            return
+        await self.switch_mode(mode)
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -171,13 +186,14 @@ class CommonsApp(App[None]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         def go(mode: str) -> Callable[[], Any]:
-            return lambda: self.switch_mode(mode)
+            return lambda: self.go_to(mode)
 
         yield SystemCommand("Library", "Browse and filter every document (F2)", go("library"))
         yield SystemCommand("Ask a question", "Answers cite the documents (F3)", go("ask"))
         yield SystemCommand("Contribute", "Sign and publish a file or pasted text (F4)",
                             go("contribute"))
-        yield SystemCommand("Peers", "Peers, their health and the gossip log (F5)", go("peers"))
+        yield SystemCommand("Peers", "Peers, their state, the search index and the gossip log"
+                            " (F5)", go("peers"))
         yield SystemCommand("Add a peer", "Gossip with another node by its address",
                             self.action_add_peer)
         yield SystemCommand("Sync now", "Reconcile with peers right away", self.action_sync_now)

@@ -253,6 +253,15 @@ class Backend:
             return []
         return [PeerRow.from_info(p) for p in await asyncio.to_thread(self.remote.peers)]
 
+    async def node_status(self) -> dict[str, Any] | None:
+        """The node's /status view (its search index among it), or None without a node."""
+        if self.node is not None:
+            return await self.node.status()
+        if self.remote is None:
+            return None
+        status: dict[str, Any] = await asyncio.to_thread(self.remote.status)
+        return status
+
     async def add_peer(self, url: str) -> None:
         if self.node is not None:
             await self.node.add_peer(url)

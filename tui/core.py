@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from commons.answers.extractive import ABSTAIN_TEXT
 from commons.display import author_label, fmt_date, short_id, short_key
+from sync.display import peer_state
 
 SCREENS = ("library", "ask", "contribute", "peers", "identity")
 
@@ -532,7 +533,7 @@ class PeerRow:
     url: str
     name: str | None
     last_seen: float | None
-    health: float | None
+    state: str  # in the words of `commons peers ls` (sync.display.peer_state)
     sent: int
     received: int
     failures: int = 0
@@ -548,11 +549,12 @@ class PeerRow:
                 return info.get(name, default)
             return getattr(info, name, default)
 
+        fields = info if isinstance(info, Mapping) else info.to_json()
         return cls(
             url=str(get("url", "?")),
             name=get("name"),
             last_seen=get("last_seen"),
-            health=get("health"),
+            state=peer_state(fields),
             sent=int(get("sent", 0) or 0),
             received=int(get("received", 0) or 0),
             failures=int(get("failures", 0) or 0),
@@ -567,13 +569,13 @@ class PeerRow:
             self.url,
             name,
             fmt_ago(self.last_seen, now),
-            fmt_health(self.health, self.failures),
+            self.state,
             str(self.sent),
             str(self.received),
         ]
 
 
-PEER_COLUMNS = ("Address", "Name", "Last seen", "Health", "Sent", "Received")
+PEER_COLUMNS = ("Address", "Name", "Last seen", "State", "Sent", "Received")
 
 
 def sync_summary(results: Any) -> str:
@@ -594,12 +596,38 @@ def sync_summary(results: Any) -> str:
     return text + (f", {failed} failed (see the gossip log)" if failed else "")
 
 
-def fmt_health(health: float | None, failures: int = 0) -> str:
-    if health is None:
-        return "unknown"
-    word = "good" if health >= 0.7 else "poor" if health >= 0.3 else "bad"
-    extra = f", {failures} failed" if failures else ""
-    return f"{word} {health:.0%}{extra}"
+def fmt_duration(seconds: float) -> str:
+    """'16 s', '3 min', '2 h 5 min': a rough length of time, for an estimate."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def index_progress(status: Mapping[str, Any]) -> str:
+    """The node's search index in one line, from its /status: 'dense index: 120 of
+    342 documents, 14/s, about 16 s left', or just the count once complete."""
+    dense = status.get("dense_index")
+    if not isinstance(dense, Mapping):
+        state = status.get("index")
+        if state == "warming":
+            return "search index: opening (documents are searchable by words meanwhile)"
+        if state == "failed":
+            return "search index: did not open (see the log); searching by words still works"
+        return "search index: not kept by this node"
+    documents, embedded = int(dense.get("documents", 0)), int(dense.get("dense", 0))
+    if dense.get("complete") or embedded >= documents:
+        return f"dense index: {documents} documents"
+    text = f"dense index: {embedded} of {documents} documents"
+    rate = float(dense.get("rate") or 0.0)
+    if rate <= 0:
+        return text + ", starting"
+    return (f"{text}, {rate:.3g}/s, about {fmt_duration((documents - embedded) / rate)}"
+            " left")
 
 
 # -- help ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import IO, Any
 from commons.api import CommonsApi, LocalApi
 from commons.cli import Context
 from commons.cli.output import item_author, print_json
+from commons.model.text import one_line
 from commons.search.indexer import IndexProgress
 
 # Below this many passages indexing takes a second or two: no bar.
@@ -110,7 +111,7 @@ def indexing(
 
 def _opening(passage: str, width: int = 72) -> str:
     """The passage's first words, so two passages of one document can be told apart."""
-    text = " ".join(passage.split())
+    text = one_line(passage)
     return text if len(text) <= width else text[: width - 1].rsplit(" ", 1)[0] + "…"
 
 

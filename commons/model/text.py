@@ -20,6 +20,13 @@ _STOPWORD_TEXT = """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 _WORD = re.compile(r"\w+")
+_HEADING_MARK = re.compile(r"(?m)^[ \t]{0,3}#{1,6}[ \t]+")
+
+
+def one_line(text: str) -> str:
+    """Text on one line for a snippet or a quote, without Markdown's heading marks
+    (a reader sees "Drying mangoes Slice…", not "# Drying mangoes Slice…")."""
+    return " ".join(_HEADING_MARK.sub("", text).split())
 
 
 def words(text: str) -> list[str]:

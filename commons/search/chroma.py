@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -104,13 +105,20 @@ def chroma_where(where: VectorFilter) -> dict[str, Any] | None:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def open_chroma(path: str, url: str | None) -> Any:
-    """An embedded Chroma at `path`, or a client of the `chroma run` server at `url`."""
+def import_chroma() -> Any:
     try:
         import chromadb
-        from chromadb.config import Settings
+        import chromadb.config
     except ImportError as exc:  # pragma: no cover - chromadb is a dependency
         raise CommonsError("chromadb is not installed; run `make install`") from exc
+    return chromadb
+
+
+def open_chroma(path: str, url: str | None) -> Any:
+    """An embedded Chroma at `path`, or a client of the `chroma run` server at `url`."""
+    chromadb = import_chroma()
+    from chromadb.config import Settings
+
     settings = Settings(anonymized_telemetry=False)
     if url is None:
         return chromadb.PersistentClient(path=path, settings=settings)
@@ -137,14 +145,26 @@ def collection_name(namespace: str, embedder: Embedder) -> str:
     return _COLLECTION_CHARS.sub("-", name)[:500]
 
 
-def chroma_vectors(path: str, url: str | None = None) -> VectorFactory:
+@dataclass(frozen=True)
+class ChromaFactory:
     """The `VectorFactory` of a home's default store: Chroma embedded at `path` (the
     home's index directory), or the server at `url`. Opening it drops the home's
     collections of other embedders."""
 
-    def open_vectors(namespace: str, embedder: Embedder) -> VectorStore:
-        vectors = ChromaVectors(open_chroma(path, url), collection_name(namespace, embedder))
+    path: str
+    url: str | None = None
+
+    def prepare(self) -> None:
+        """Import chromadb (seconds on a small machine), before anything is opened."""
+        import_chroma()
+
+    def __call__(self, namespace: str, embedder: Embedder) -> VectorStore:
+        vectors = ChromaVectors(open_chroma(self.path, self.url),
+                                collection_name(namespace, embedder))
         vectors.drop_others(f"commons-{namespace}-")
         return vectors
 
-    return open_vectors
+
+def chroma_vectors(path: str, url: str | None = None) -> VectorFactory:
+    """Chroma embedded at `path`, or the server at `url` (see `ChromaFactory`)."""
+    return ChromaFactory(path, url)

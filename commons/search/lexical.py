@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from commons.model.text import content_words
+from commons.model.text import content_words, one_line
 from commons.search.chunking import Chunk
 from commons.storage.store import ObjectStore, execute_script
 
@@ -389,7 +389,7 @@ class LexicalIndex:
             for doc, _, _, _, score, snippet in rows:
                 key = bytes(doc)
                 if key not in hits:
-                    hits[key] = DocumentHit(key, -float(score), " ".join(str(snippet).split()))
+                    hits[key] = DocumentHit(key, -float(score), one_line(str(snippet)))
             if hits:
                 return list(hits.values())[:n]
         return []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -68,6 +68,14 @@ class VectorStore(Protocol):
 
 # What a home calls to get its vector store: (namespace of the home, embedder).
 VectorFactory = Callable[[str, "Embedder"], VectorStore]
+
+
+@runtime_checkable
+class Preparable(Protocol):
+    """A `VectorFactory` with slow set-up (imports) that can run before the home's
+    index lock is taken, so that closing the home never waits for it."""
+
+    def prepare(self) -> None: ...
 
 
 def _unit_rows(vectors: Any) -> np.ndarray:

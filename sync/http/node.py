@@ -188,9 +188,8 @@ class Node:
         if hasattr(self.commons, "search_index"):
             # Words at once; vectors fill in behind (the index's own worker), so
             # the node answers from the start, saying how far the dense index is.
-            self._index_task = asyncio.ensure_future(
-                asyncio.to_thread(lambda: self.commons.search_index(dense=False))
-            )
+            self._index_task = startup.in_daemon_thread(
+                lambda: self.commons.search_index(dense=False), name="commons-index-open")
         addresses = self._advertise or ([] if startup.is_unspecified(self.host) else [self.url])
         await asyncio.to_thread(
             startup.publish_record, self.commons, addresses=addresses, name=self.name,
@@ -239,9 +238,6 @@ class Node:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
-        if self._index_task is not None:  # a worker thread cannot be cancelled; let it finish
-            with contextlib.suppress(Exception):
-                await self._index_task
         if self._prepared:
             with contextlib.suppress(ValueError):
                 self.store.unsubscribe(self._on_store_event)

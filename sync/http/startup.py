@@ -6,12 +6,15 @@ thread; `serve_app` runs in the event loop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
 import os
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -21,6 +24,40 @@ from commons.service import Commons
 from commons.storage.home import HomePaths
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+def in_daemon_thread(work: Callable[[], T], *, name: str) -> asyncio.Future[T]:
+    """Run blocking `work` in a daemon thread; its result as a future of the running loop.
+
+    Unlike `asyncio.to_thread`, the loop does not wait for it when it closes: opening
+    the search index (seconds of imports) must not hold up a node that is stopping.
+    The home's `close()` makes such work give up instead of touching a closed store.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = work(), None
+        except BaseException as exc:  # handed to whoever awaits the future
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "unretrieved"
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

@@ -27,6 +27,9 @@ class NodeEvent:
     peer: str | None = None
 
 
+WARNING_KINDS = frozenset({"fault", "dropped", "refused"})  # worth a look
+
+
 class EventBus:
     """Hands each event to every subscriber, in the event loop's thread."""
 
@@ -46,7 +49,9 @@ class EventBus:
     def publish(self, notices: Iterable[Notice]) -> None:
         for notice in notices:
             event = NodeEvent(self._clock(), notice.kind, notice.message, notice.peer)
-            log.info("%s: %s", event.kind, event.message)
+            # One readable line per event, for `serve`'s output and the app's log file.
+            level = logging.WARNING if event.kind in WARNING_KINDS else logging.INFO
+            log.log(level, "%-11s %s", event.kind, event.message)
             for callback in list(self._subscribers):
                 try:
                     callback(event)

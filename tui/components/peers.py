@@ -1,10 +1,12 @@
-"""Peers: the node's peers and their health, add or remove one, sync now, the gossip log."""
+"""Peers: the node and its search index, its peers and their state, add or remove one,
+sync now, the gossip log."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import ClassVar
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -16,7 +18,7 @@ from sync.gossip.peers import PeerUrlError, normalise_url
 from tui.backend import Backend
 from tui.components.base import CommonsScreen
 from tui.components.navbar import NavBar
-from tui.core import PEER_COLUMNS, PeerRow, sync_summary
+from tui.core import PEER_COLUMNS, PeerRow, index_progress, sync_summary
 
 REFRESH_SECONDS = 1.0
 
@@ -32,6 +34,7 @@ class PeersScreen(CommonsScreen):
         super().__init__(backend, id="peers")
         self.backlog = list(log_lines or [])
         self.rows: list[PeerRow] = []
+        self.index_line = ""  # the node's search index, as of the last refresh (markup-safe)
 
     def compose(self) -> ComposeResult:
         yield NavBar("peers")
@@ -75,10 +78,13 @@ class PeersScreen(CommonsScreen):
     def status_text(self) -> str:
         backend = self.backend
         if backend.node is not None:
-            return f"node listening on [b]{backend.node.url}[/b] · gossiping while the app is open"
-        if backend.remote_url:
-            return f"the node at [b]{backend.remote_url}[/b] owns this home; this shows its peers"
-        return f"no node running · {backend.node_note or 'start the app without --offline'}"
+            text = (f"node listening on [b]{backend.node.url}[/b] · gossiping while the app"
+                    " is open")
+        elif backend.remote_url:
+            text = f"the node at [b]{backend.remote_url}[/b] owns this home; this shows its peers"
+        else:
+            return f"no node running · {backend.node_note or 'start the app without --offline'}"
+        return f"{text}\n{self.index_line}" if self.index_line else text
 
     def write_log(self, line: str) -> None:
         self.query_one("#gossip-log", RichLog).write(line)
@@ -91,6 +97,13 @@ class PeersScreen(CommonsScreen):
         except CommonsError as exc:
             self.query_one("#node-status", Static).update(f"cannot read the peers: {exc}")
             return
+        try:
+            status = await self.backend.node_status()
+        except CommonsError as exc:
+            index = f"cannot read the node's status: {exc}"
+        else:
+            index = index_progress(status) if status is not None else ""
+        self.index_line = escape(index)
         self.query_one("#node-status", Static).update(self.status_text())
         self.show_rows(rows)
 
