@@ -559,7 +559,7 @@ class Commons:
                 log.warning("closing the lost vector index failed", exc_info=True)
                 with self._index_lock:
                     self._index = None
-                    self._index_ready.clear()
+            self._index_ready.clear()  # others wait until the rebuilt index has its words
             index, _ = self._open_index()
             try:
                 index.reset()
