@@ -159,6 +159,7 @@ class Commons:
         self._index: SearchIndex | None = None
         self._index_lock = threading.Lock()
         self._index_ready = threading.Event()
+        self._model_loading: threading.Thread | None = None
         self._index_progress: Progress | None = None
         # Authors whose documents answers never use (a node sets it from its policy).
         self.blocked: frozenset[bytes] = frozenset()
@@ -448,7 +449,7 @@ class Commons:
             tags=frozenset([tag.strip().lower()]) if tag else frozenset(),
             blocked=self.hidden_authors(),
         )
-        index = self.search_index()
+        index = self.search_index(dense=False)  # words only: never wait for vectors
         out = []
         for hit in index.words.search_documents(query, limit, filters):
             try:
@@ -475,10 +476,20 @@ class Commons:
             if self._index is not None:
                 return self._index, False
             from commons.search.chroma import chroma_vectors
+            from commons.search.embedding import start_loading
             from commons.search.indexer import SearchIndex
 
+            # The model loads on one core while the vector store opens (importing
+            # chromadb) on the other: most of a cold `ask`.
+            self._model_loading = start_loading(self.embedder)
             factory = self._vectors or chroma_vectors(str(self.paths.index), self.index_url)
-            vectors = factory(self.public_key.hex()[:16], self.embedder)
+            try:
+                vectors = factory(self.public_key.hex()[:16], self.embedder)
+            except BaseException:
+                if self._model_loading is not None:
+                    self._model_loading.join()
+                    self._model_loading = None
+                raise
             index = SearchIndex(self.store, self.embedder, vectors)
             index.progress = self._index_progress
             index.listen()
@@ -488,6 +499,9 @@ class Commons:
 
     def _close_index(self) -> None:
         with self._index_lock:
+            if self._model_loading is not None:
+                self._model_loading.join()
+                self._model_loading = None
             if self._index is not None:
                 self._index.close()
                 self._index = None

@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from commons.model.errors import CommonsError
 
@@ -39,6 +39,21 @@ class Embedder(Protocol):
     def embed_batch(self, texts: list[str]) -> Any:
         """One vector per text (a list of lists or a 2-D numpy array)."""
         ...
+
+
+@runtime_checkable
+class LoadsInBackground(Protocol):
+    """An embedder whose model can load in a thread of its own while other work goes on."""
+
+    def start_loading(self) -> threading.Thread | None: ...
+
+
+def start_loading(embedder: Embedder) -> threading.Thread | None:
+    """Start loading the embedder's model in the background if it can (the thread), so
+    that a cold start loads it while opening the index; its first use waits for it."""
+    if isinstance(embedder, LoadsInBackground):
+        return embedder.start_loading()
+    return None
 
 
 def model_dir() -> str:

@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 BATCH_DOCUMENTS = 64  # documents per embedding round (one write of vectors)
 WORDS_BATCH = 500  # documents per transaction of words
 EMBED_SLICE = 64  # texts per call to the embedder, between which closing can stop it
+# The background worker embeds smaller slices and pauses between them while a
+# question is being answered, so an answer waits for at most one slice (about a
+# second on two cores) instead of sharing the CPU with the whole backlog.
+BACKGROUND_SLICE = 16
+MAX_PAUSE_S = 10.0  # a steady stream of questions still lets a slice through this often
 RATE_WINDOW_S = 60.0  # the embedding rate is measured over the last minute
 
 
@@ -128,6 +133,8 @@ class SearchIndex:
         self._dirty = False
         self._closing = False
         self._held = 0  # open `held()` blocks; the worker waits while any is open
+        self._answering = 0  # open `answering()` blocks; background embedding pauses
+        self._answers = threading.Condition()
         self._worker: threading.Thread | None = None
         self._check_state()
 
@@ -191,6 +198,25 @@ class SearchIndex:
                 self._held -= 1
                 self._wake.notify()
 
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """A question is being answered: background embedding pauses (between slices,
+        for at most MAX_PAUSE_S at a time) so that the answer has the CPU."""
+        with self._answers:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._answers:
+                self._answering -= 1
+                self._answers.notify_all()
+
+    def _pause_for_answers(self) -> None:
+        log.debug("embedding paused while a question is answered")
+        with self._answers:
+            self._answers.wait_for(lambda: not self._answering or self._closing,
+                                   timeout=MAX_PAUSE_S)
+
     def _run(self) -> None:
         while True:
             with self._wake:
@@ -211,6 +237,8 @@ class SearchIndex:
         with self._wake:
             self._closing = True
             self._wake.notify()
+        with self._answers:
+            self._answers.notify_all()
         if self._worker is not None:
             self._worker.join()
         with self._embed_lock, self._vectors_io:
@@ -266,7 +294,7 @@ class SearchIndex:
         try:
             while not self._closing and not (yielding and self._held):
                 docs = self.words.unembedded(self.batch_documents)
-                if not docs or not self._embed_docs(docs):
+                if not docs or not self._embed_docs(docs, background=yielding):
                     break
                 done += len(docs)
         finally:
@@ -303,11 +331,12 @@ class SearchIndex:
         self.words.write(plan, replacing=known, embedded=False)
         return sum(len(p.chunks) for p in plan)
 
-    def _embed_docs(self, docs: list[bytes]) -> bool:
-        """Vectors for the passages of `docs`; False if the index closed meanwhile."""
+    def _embed_docs(self, docs: list[bytes], *, background: bool = False) -> bool:
+        """Vectors for the passages of `docs`; False if the index closed meanwhile.
+        In the `background`, give way to questions being answered."""
         rows = self.words.to_embed(docs)
         texts = [embedding_text(title, row.text) for row, title in rows]
-        vectors = self._embed(texts)
+        vectors = self._embed(texts, background=background)
         if vectors is None:
             return False
         ids = [f"{row.doc.hex()}:{row.position}" for row, _ in rows]
@@ -333,15 +362,19 @@ class SearchIndex:
         self._report(IndexProgress(0, len(docs)))
         return True
 
-    def _embed(self, texts: list[str]) -> list[Any] | None:
+    def _embed(self, texts: list[str], *, background: bool = False) -> list[Any] | None:
         """Vectors for texts, longest first in slices (less padding, progress as it goes,
-        and a place to stop when the index closes); None if it closed."""
+        a place to stop when the index closes and, in the background, to give way
+        to answers); None if it closed."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         vectors: list[Any] = [None] * len(texts)
-        for i in range(0, len(order), EMBED_SLICE):
+        size = BACKGROUND_SLICE if background else EMBED_SLICE
+        for i in range(0, len(order), size):
+            if background and self._answering:
+                self._pause_for_answers()
             if self._closing:
                 return None
-            part = order[i : i + EMBED_SLICE]
+            part = order[i : i + size]
             for row, vector in zip(part, self.embedder.embed_batch([texts[j] for j in part]),
                                    strict=True):
                 vectors[row] = vector
