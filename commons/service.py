@@ -160,6 +160,7 @@ class Commons:
         self._index_lock = threading.Lock()
         self._index_ready = threading.Event()
         self._model_loading: threading.Thread | None = None
+        self._answer_embedder: Embedder | None = None
         self._index_progress: Progress | None = None
         # Authors whose documents answers never use (a node sets it from its policy).
         self.blocked: frozenset[bytes] = frozenset()
@@ -470,6 +471,15 @@ class Commons:
 
                 self._embedder = load_embedder(None)
         return self._embedder
+
+    @property
+    def answer_embedder(self) -> Embedder:
+        """The embedder, remembering the vectors of the sentences answers weigh."""
+        if self._answer_embedder is None:
+            from commons.search.embedding import CachedEmbedder
+
+            self._answer_embedder = CachedEmbedder(self.embedder)
+        return self._answer_embedder
 
     def _open_index(self) -> tuple[SearchIndex, bool]:
         with self._index_lock:

@@ -47,7 +47,7 @@ def ask(
         vector = retriever.embed_query(question)  # once: retrieval and the answerer share it
         hits = retriever.search(question, k=k, filters=filters, vector=vector)
         return answer_question(
-            question, sources(commons, hits), commons.embedder, generator=generator,
+            question, sources(commons, hits), commons.answer_embedder, generator=generator,
             vector=vector,
         )
 
