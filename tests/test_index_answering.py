@@ -1,20 +1,24 @@
-"""Background embedding gives way to a question being answered."""
+"""Background embedding gives way to a question being answered and to arriving documents."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from commons.model.identity import Identity
+from commons.model.objects import Document, sign
 from commons.search.embedding import HashEmbedder
-from commons.search.indexer import BACKGROUND_SLICE
-from commons.search.vectors import memory_vectors
+from commons.search.indexer import ARRIVAL_QUIET_S, BACKGROUND_SLICE, SearchIndex
+from commons.search.vectors import MemoryVectors, memory_vectors
 from commons.service import Commons
 from commons.storage.home import HomePaths
+from commons.storage.store import ObjectStore
 
 WAIT_S = 60  # bound of every wait below; a correct run never comes near it
 
@@ -72,3 +76,56 @@ def test_background_embedding_pauses_while_a_question_is_answered(
         index.sync_dense()  # the backlog is finished once the answer is out
         assert index.state().complete
         assert len(embedder.calls) > 1
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_background_embedding_waits_until_documents_stop_arriving(
+    tmp_path: Path, clock: Callable[[], int], alice: Identity
+) -> None:
+    embedder = GatedEmbedder()
+    embedder.gate.set()
+    monotonic = FakeMonotonic()
+    store = ObjectStore(tmp_path / "commons.db")
+    index = SearchIndex(store, embedder, MemoryVectors(), monotonic=monotonic)
+    index.listen()
+    paused = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "paused" in record.getMessage():
+                paused.set()
+
+    seen = Seen()
+    indexer_log = logging.getLogger("commons.search.indexer")
+    indexer_log.addHandler(seen)
+    indexer_log.setLevel(logging.DEBUG)
+    try:
+        for i in range(BACKGROUND_SLICE + 1):  # as from a peer: each one wakes the worker
+            doc = sign(Document(author=alice.public_key, created_at=clock(),
+                                title=f"Note {i}", body=f"Dry the maize {i} days."), alice)
+            store.put(doc, now=clock(), origin="http://peer.example")
+        assert paused.wait(WAIT_S), "the worker did not wait for the arrivals to stop"
+        assert embedder.calls == []  # words only, so far
+        assert index.state().embedded == 0
+        monotonic.now += ARRIVAL_QUIET_S  # quiet: the vectors follow
+        wait_until(lambda: index.state().complete)
+        assert embedder.calls
+    finally:
+        indexer_log.removeHandler(seen)
+        indexer_log.setLevel(logging.NOTSET)
+        index.close()
+        store.close()
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -44,6 +44,9 @@ EMBED_SLICE = 64  # texts per call to the embedder, between which closing can st
 # second on two cores) instead of sharing the CPU with the whole backlog.
 BACKGROUND_SLICE = 16
 MAX_PAUSE_S = 10.0  # a steady stream of questions still lets a slice through this often
+# It gives way to documents arriving (a peer's flood) too, until none has come for
+# this long: receiving them all first is what makes a joined peer answer soon.
+ARRIVAL_QUIET_S = 1.0
 RATE_WINDOW_S = 60.0  # the embedding rate is measured over the last minute
 
 
@@ -135,6 +138,7 @@ class SearchIndex:
         self._held = 0  # open `held()` blocks; the worker waits while any is open
         self._answering = 0  # open `answering()` blocks; background embedding pauses
         self._answers = threading.Condition()
+        self._last_arrival: float | None = None  # monotonic time a document last arrived
         self._worker: threading.Thread | None = None
         self._check_state()
 
@@ -168,6 +172,8 @@ class SearchIndex:
         if isinstance(event, Added) and event.obj.kind not in ("document", "retraction"):
             return
         if isinstance(event, Added | Removed):
+            if isinstance(event, Added):
+                self._last_arrival = self._monotonic()
             self.wake()
 
     def wake(self) -> None:
@@ -211,11 +217,23 @@ class SearchIndex:
                 self._answering -= 1
                 self._answers.notify_all()
 
-    def _pause_for_answers(self) -> None:
-        log.debug("embedding paused while a question is answered")
+    def _arriving(self) -> bool:
+        last = self._last_arrival
+        return last is not None and self._monotonic() - last < ARRIVAL_QUIET_S
+
+    def _must_give_way(self) -> bool:
+        return bool(self._answering) or self._arriving()
+
+    def _give_way(self) -> None:
+        """Wait while a question is answered or documents arrive (MAX_PAUSE_S at most)."""
+        log.debug("embedding paused while a question is answered or documents arrive")
+        deadline = self._monotonic() + MAX_PAUSE_S
         with self._answers:
-            self._answers.wait_for(lambda: not self._answering or self._closing,
-                                   timeout=MAX_PAUSE_S)
+            while self._must_give_way() and not self._closing:
+                left = deadline - self._monotonic()
+                if left <= 0:
+                    break
+                self._answers.wait(min(left, ARRIVAL_QUIET_S))
 
     def _run(self) -> None:
         while True:
@@ -370,8 +388,8 @@ class SearchIndex:
         vectors: list[Any] = [None] * len(texts)
         size = BACKGROUND_SLICE if background else EMBED_SLICE
         for i in range(0, len(order), size):
-            if background and self._answering:
-                self._pause_for_answers()
+            if background and self._must_give_way():
+                self._give_way()
             if self._closing:
                 return None
             part = order[i : i + size]
