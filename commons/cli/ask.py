@@ -14,7 +14,7 @@ from typing import IO, Any
 from commons.api import CommonsApi, LocalApi
 from commons.cli import Context
 from commons.cli.output import item_author, print_json
-from commons.search.indexer import IndexProgress
+from commons.search.index_state import IndexProgress
 
 # Below this many passages indexing takes a second or two: no bar.
 BAR_MIN_CHUNKS = 100

@@ -24,12 +24,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from commons.model.objects import Document, SignedObject
 from commons.search.chunking import chunk_text, embedding_text
 from commons.search.embedding import Embedder
+from commons.search.index_state import DenseState, IndexProgress, SyncReport
 from commons.search.lexical import NO_FILTERS, ChunkRow, Filters, LexicalIndex, Passages, Scored
 from commons.search.vectors import VectorFilter, VectorStore
 from commons.storage.store import Added, Event, ObjectStore, Removed
@@ -48,49 +48,6 @@ MAX_PAUSE_S = 10.0  # a steady stream of questions still lets a slice through th
 # this long: receiving them all first is what makes a joined peer answer soon.
 ARRIVAL_QUIET_S = 1.0
 RATE_WINDOW_S = 60.0  # the embedding rate is measured over the last minute
-
-
-@dataclass(frozen=True)
-class IndexProgress:
-    """Work done since the previous report (reports come after each embedding batch)."""
-
-    chunks: int  # passages embedded and written
-    documents: int  # documents finished
-
-
-@dataclass(frozen=True)
-class DenseState:
-    """The progressive index: every document is searchable by words at once; `embedded`
-    of the `documents` are searchable by meaning too."""
-
-    documents: int
-    embedded: int
-    rate: float  # documents embedded per second, over the last minute
-
-    @property
-    def complete(self) -> bool:
-        return self.embedded >= self.documents
-
-    def note(self) -> str | None:
-        """The one line an answer from a partial index carries, or None."""
-        if self.complete:
-            return None
-        return (f"dense index: {self.embedded} of {self.documents} documents; answer from"
-                f" words and {self.embedded} documents so far")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"documents": self.documents, "dense": self.embedded,
-                "complete": self.complete, "rate": self.rate, "note": self.note()}
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    indexed: int = 0
-    chunks: int = 0
-    removed: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        return {"indexed": self.indexed, "chunks": self.chunks, "removed": self.removed}
 
 
 Progress = Callable[[IndexProgress], None]
