@@ -71,11 +71,12 @@ def run(corpus: Path | None, limit: int, embedder_name: str) -> dict[str, Any]:
         commons.search_index()  # opens Chroma (empty home: nothing to catch up)
         embedder.embed_batch(["warm up the model"] * 8)
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         with api.deferred_indexing():
             for path in files:
                 api.add(extract_file(path), title=None, tags=[], licence="CC0", replaces=None)
         pipeline_s = time.perf_counter() - start
+        pipeline_cpu_s = time.process_time() - cpu
         counts = commons.search_index().counts()
 
         # The bare model on the very same passage texts.
@@ -83,9 +84,10 @@ def run(corpus: Path | None, limit: int, embedder_name: str) -> dict[str, Any]:
         for path in files:
             extracted = extract_file(path)
             texts += [embedding_text(extracted.title, c.text) for c in chunk_text(extracted.body)]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         embedder.embed_batch(texts)
         model_s = time.perf_counter() - start
+        model_cpu_s = time.process_time() - cpu
     chunks = counts["chunks"]
     assert chunks == len(texts), (chunks, len(texts))
     pipeline_rate = chunks / pipeline_s
@@ -99,6 +101,10 @@ def run(corpus: Path | None, limit: int, embedder_name: str) -> dict[str, Any]:
         "pipeline_passages_per_s": round(pipeline_rate, 1),
         "model_passages_per_s": round(model_rate, 1),
         "ratio": round(pipeline_rate / model_rate, 3),
+        # CPU seconds of this process (all its threads): steadier on a shared machine.
+        "pipeline_cpu_s": round(pipeline_cpu_s, 2),
+        "model_cpu_s": round(model_cpu_s, 2),
+        "cpu_ratio": round(model_cpu_s / pipeline_cpu_s, 3),
     }
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import urllib.error
-import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from commons.ingest import Extracted
 from commons.model import errors
 from commons.model.errors import CommonsError
+
+if TYPE_CHECKING:
+    import urllib.error
 
 JSON = dict[str, Any]
 TIMEOUT = 600.0  # an `ask` with a local language model can take minutes
@@ -55,6 +56,10 @@ class RemoteApi:
 
     def call(self, method: str, **kwargs: Any) -> Any:
         """Run one API method on the node and return its result."""
+        # Here, not at the top: every command imports this module, few call a node.
+        import urllib.error
+        import urllib.request
+
         body = json.dumps(_plain(kwargs)).encode("utf-8")
         request = urllib.request.Request(
             f"{self.api_url}/api/{method}",

@@ -163,6 +163,8 @@ class Commons:
         self._index_dir_used = False  # the vectors live in paths.index (embedded Chroma)
         self._recover_lock = threading.Lock()
         self._closing = False
+        self._model_loading: threading.Thread | None = None
+        self._answer_embedder: Embedder | None = None
         self._index_progress: Progress | None = None
         # Authors whose documents answers never use (a node sets it from its policy).
         self.blocked: frozenset[bytes] = frozenset()
@@ -457,7 +459,7 @@ class Commons:
             tags=frozenset([tag.strip().lower()]) if tag else frozenset(),
             blocked=self.hidden_authors(),
         )
-        index = self.search_index()
+        index = self.search_index(dense=False)  # words only: never wait for vectors
         out = []
         for hit in index.words.search_documents(query, limit, filters):
             try:
@@ -479,6 +481,15 @@ class Commons:
                 self._embedder = load_embedder(None)
         return self._embedder
 
+    @property
+    def answer_embedder(self) -> Embedder:
+        """The embedder, remembering the vectors of the sentences answers weigh."""
+        if self._answer_embedder is None:
+            from commons.search.embedding import CachedEmbedder
+
+            self._answer_embedder = CachedEmbedder(self.embedder)
+        return self._answer_embedder
+
     def _open_index(self) -> tuple[SearchIndex, bool]:
         with self._index_opening:
             with self._index_lock:
@@ -486,22 +497,32 @@ class Commons:
                     return self._index, False
                 self._check_open()
             from commons.search.chroma import chroma_vectors
+            from commons.search.embedding import start_loading
             from commons.search.indexer import SearchIndex
             from commons.search.vectors import Preparable
 
+            # The model loads on one core while the vector store opens (importing
+            # chromadb) on the other: most of a cold `ask`.
+            self._model_loading = start_loading(self.embedder)
             factory = self._vectors or chroma_vectors(str(self.paths.index), self.index_url)
-            if isinstance(factory, Preparable):
-                factory.prepare()  # slow imports, while closing need not wait
-            with self._index_lock:
-                self._check_open()
-                vectors = factory(self.public_key.hex()[:16], self.embedder)
-                index = SearchIndex(self.store, self.embedder, vectors)
-                index.progress = self._index_progress
-                index.listen()
-                self._index = index
-                self._index_dir_used = self.paths.index.is_dir()
-                self.on_close(self._close_index)
-                return index, True
+            try:
+                if isinstance(factory, Preparable):
+                    factory.prepare()  # slow imports, while closing need not wait
+                with self._index_lock:
+                    self._check_open()
+                    vectors = factory(self.public_key.hex()[:16], self.embedder)
+                    index = SearchIndex(self.store, self.embedder, vectors)
+                    index.progress = self._index_progress
+                    index.listen()
+                    self._index = index
+                    self._index_dir_used = self.paths.index.is_dir()
+                    self.on_close(self._close_index)
+                    return index, True
+            except BaseException:
+                if self._model_loading is not None:
+                    self._model_loading.join()
+                    self._model_loading = None
+                raise
 
     def _check_open(self) -> None:
         if self._closing:
@@ -509,6 +530,9 @@ class Commons:
 
     def _close_index(self) -> None:
         with self._index_lock:
+            if self._model_loading is not None:
+                self._model_loading.join()
+                self._model_loading = None
             if self._index is not None:
                 self._index.close()
                 self._index = None

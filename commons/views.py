@@ -118,7 +118,7 @@ def search_view(commons: Commons, query: str) -> JSON:
     out: JSON = {"query": query, "results": []}
     if not query:
         return out
-    index = commons.search_index()
+    index = commons.search_index(dense=False)  # words only: never wait for vectors
     names = commons.store.display_names()
     for hit in index.words.snippets(query, SEARCH_RESULTS, mark_open=MARK_OPEN,
                                     mark_close=MARK_CLOSE):

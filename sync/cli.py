@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING, Any, Protocol
 
 from commons.cli import Context, command, json_flag
@@ -159,6 +156,8 @@ def _run(args: argparse.Namespace, ctx: NodeContext, *, mirror: bool) -> int:
             web_pages=_web_config(args, ctx),
             discovery=args.discovery,
         )
+        import asyncio  # here: `commons ask` and the like never need it
+
         asyncio.run(_serve(node))
     return 0
 
@@ -191,6 +190,8 @@ async def _serve(node: Node) -> None:
     pages = f"; web pages at {node.url}/" if node.web_pages is not None else ""
     print(f"{what} serving at {node.url} (local API {node.api_url}){pages}; Ctrl-C stops it",
           flush=True)
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -255,6 +256,9 @@ def peers_add(args: argparse.Namespace, ctx: NodeContext) -> int:
 
 def reachability(url: str, timeout: float = 3.0) -> str | None:
     """Why `url` does not look like a commons node now, or None if its /status answers."""
+    import urllib.error  # here: `commons ask` and the like never need it
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{url}/status", timeout=timeout) as response:
             json.loads(response.read(65536))
@@ -296,6 +300,8 @@ def sync_once(args: argparse.Namespace, ctx: NodeContext) -> int:
             known_after = {p["url"] for p in home.peers()}
         else:
             known = {p.url for p in _local_table(home).all()}
+            import asyncio
+
             result = asyncio.run(_sync_once(ctx, home, url))
             known_after = {p.url for p in _local_table(home).all()}
     if args.json:

@@ -43,11 +43,13 @@ def ask(
         authors=frozenset(authors), tags=frozenset(tags), blocked=frozenset(blocked)
     )
     retriever = Retriever(index, commons.embedder)
-    vector = retriever.embed_query(question)  # once: retrieval and the answerer share it
-    hits = retriever.search(question, k=k, filters=filters, vector=vector)
-    return answer_question(
-        question, sources(commons, hits), commons.embedder, generator=generator, vector=vector
-    )
+    with index.answering():  # the background embedding of a backlog gives way meanwhile
+        vector = retriever.embed_query(question)  # once: retrieval and the answerer share it
+        hits = retriever.search(question, k=k, filters=filters, vector=vector)
+        return answer_question(
+            question, sources(commons, hits), commons.answer_embedder, generator=generator,
+            vector=vector,
+        )
 
 
 def sources(commons: Commons, hits: Sequence[Hit]) -> list[Source]:

@@ -15,7 +15,7 @@ from commons.api import CommonsApi, LocalApi
 from commons.cli import Context
 from commons.cli.output import item_author, print_json
 from commons.model.text import one_line
-from commons.search.indexer import IndexProgress
+from commons.search.index_state import IndexProgress
 
 # Below this many passages indexing takes a second or two: no bar.
 BAR_MIN_CHUNKS = 100

@@ -106,6 +106,14 @@ def chroma_where(where: VectorFilter) -> dict[str, Any] | None:
 
 
 def import_chroma() -> Any:
+    """chromadb, imported without the `overrides` checks (a third of its import time)."""
+    from commons.search.chroma_import import without_override_checks
+
+    with without_override_checks():
+        return _import_chroma()
+
+
+def _import_chroma() -> Any:
     try:
         import chromadb
         import chromadb.config
@@ -116,7 +124,13 @@ def import_chroma() -> Any:
 
 def open_chroma(path: str, url: str | None) -> Any:
     """An embedded Chroma at `path`, or a client of the `chroma run` server at `url`."""
-    chromadb = import_chroma()
+    from commons.search.chroma_import import without_override_checks
+
+    with without_override_checks():  # the client imports more of chromadb as it opens
+        return _open_chroma(_import_chroma(), path, url)
+
+
+def _open_chroma(chromadb: Any, path: str, url: str | None) -> Any:
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)

@@ -10,6 +10,7 @@ Vectors are L2-normalised, so a dot product is the cosine similarity.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import logging
@@ -18,7 +19,7 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from commons.model.errors import CommonsError
 
@@ -39,6 +40,21 @@ class Embedder(Protocol):
     def embed_batch(self, texts: list[str]) -> Any:
         """One vector per text (a list of lists or a 2-D numpy array)."""
         ...
+
+
+@runtime_checkable
+class LoadsInBackground(Protocol):
+    """An embedder whose model can load in a thread of its own while other work goes on."""
+
+    def start_loading(self) -> threading.Thread | None: ...
+
+
+def start_loading(embedder: Embedder) -> threading.Thread | None:
+    """Start loading the embedder's model in the background if it can (the thread), so
+    that a cold start loads it while opening the index; its first use waits for it."""
+    if isinstance(embedder, LoadsInBackground):
+        return embedder.start_loading()
+    return None
 
 
 def model_dir() -> str:
@@ -106,6 +122,49 @@ class MiniLMEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+
+
+class CachedEmbedder:
+    """An embedder that keeps the vectors of the last `size` texts it embedded.
+
+    For the answerer: question after question it embeds the sentences of the same
+    popular passages, and embedding them is most of a warm answer's time. A
+    text's vector does not depend on what else is in the batch (to float
+    rounding), so the answers are the same.
+    """
+
+    def __init__(self, inner: Embedder, size: int = 4096) -> None:
+        self.inner = inner
+        self.size = size
+        self._vectors: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def embed_batch(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        with self._lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+            for text in known:
+                self._vectors.move_to_end(text)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            fresh = dict(zip(missing, np.asarray(self.inner.embed_batch(missing)), strict=True))
+            known.update(fresh)
+            with self._lock:
+                self._vectors.update(fresh)
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype="float32")
+        return np.stack([known[t] for t in texts])
 
 
 _WORD = re.compile(r"\w+")

@@ -24,12 +24,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from commons.model.objects import Document, SignedObject
 from commons.search.chunking import chunk_text, embedding_text
 from commons.search.embedding import Embedder
+from commons.search.index_state import DenseState, IndexProgress, SyncReport
 from commons.search.lexical import NO_FILTERS, ChunkRow, Filters, LexicalIndex, Passages, Scored
 from commons.search.vectors import VectorFilter, VectorStore
 from commons.storage.store import Added, Event, ObjectStore, Removed
@@ -42,50 +42,15 @@ WORDS_BATCH = 200  # documents per transaction of words, between which closing c
 # passage costs the model tens of milliseconds of CPU, so eight keep a stop well
 # under a second, and the model is as fast per text as in larger calls.
 EMBED_SLICE = 8
+# The background worker pauses between its slices while a question is being
+# answered, so an answer waits for at most one slice instead of sharing the CPU
+# with the whole backlog.
+BACKGROUND_SLICE = EMBED_SLICE
+MAX_PAUSE_S = 10.0  # a steady stream of questions still lets a slice through this often
+# It gives way to documents arriving (a peer's flood) too, until none has come for
+# this long: receiving them all first is what makes a joined peer answer soon.
+ARRIVAL_QUIET_S = 1.0
 RATE_WINDOW_S = 60.0  # the embedding rate is measured over the last minute
-
-
-@dataclass(frozen=True)
-class IndexProgress:
-    """Work done since the previous report (reports come after each embedding batch)."""
-
-    chunks: int  # passages embedded and written
-    documents: int  # documents finished
-
-
-@dataclass(frozen=True)
-class DenseState:
-    """The progressive index: every document is searchable by words at once; `embedded`
-    of the `documents` are searchable by meaning too."""
-
-    documents: int
-    embedded: int
-    rate: float  # documents embedded per second, over the last minute
-
-    @property
-    def complete(self) -> bool:
-        return self.embedded >= self.documents
-
-    def note(self) -> str | None:
-        """The one line an answer from a partial index carries, or None."""
-        if self.complete:
-            return None
-        return (f"dense index: {self.embedded} of {self.documents} documents; answer from"
-                f" words and {self.embedded} documents so far")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"documents": self.documents, "dense": self.embedded,
-                "complete": self.complete, "rate": self.rate, "note": self.note()}
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    indexed: int = 0
-    chunks: int = 0
-    removed: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        return {"indexed": self.indexed, "chunks": self.chunks, "removed": self.removed}
 
 
 Progress = Callable[[IndexProgress], None]
@@ -131,6 +96,9 @@ class SearchIndex:
         self._dirty = False
         self._closing = False
         self._held = 0  # open `held()` blocks; the worker waits while any is open
+        self._answering = 0  # open `answering()` blocks; background embedding pauses
+        self._answers = threading.Condition()
+        self._last_arrival: float | None = None  # monotonic time a document last arrived
         self._worker: threading.Thread | None = None
         self._check_state()
 
@@ -164,6 +132,8 @@ class SearchIndex:
         if isinstance(event, Added) and event.obj.kind not in ("document", "retraction"):
             return
         if isinstance(event, Added | Removed):
+            if isinstance(event, Added):
+                self._last_arrival = self._monotonic()
             self.wake()
 
     def wake(self) -> None:
@@ -194,6 +164,37 @@ class SearchIndex:
                 self._held -= 1
                 self._wake.notify()
 
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """A question is being answered: background embedding pauses (between slices,
+        for at most MAX_PAUSE_S at a time) so that the answer has the CPU."""
+        with self._answers:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._answers:
+                self._answering -= 1
+                self._answers.notify_all()
+
+    def _arriving(self) -> bool:
+        last = self._last_arrival
+        return last is not None and self._monotonic() - last < ARRIVAL_QUIET_S
+
+    def _must_give_way(self) -> bool:
+        return bool(self._answering) or self._arriving()
+
+    def _give_way(self) -> None:
+        """Wait while a question is answered or documents arrive (MAX_PAUSE_S at most)."""
+        log.debug("embedding paused while a question is answered or documents arrive")
+        deadline = self._monotonic() + MAX_PAUSE_S
+        with self._answers:
+            while self._must_give_way() and not self._closing:
+                left = deadline - self._monotonic()
+                if left <= 0:
+                    break
+                self._answers.wait(min(left, ARRIVAL_QUIET_S))
+
     def _run(self) -> None:
         while True:
             with self._wake:
@@ -214,6 +215,8 @@ class SearchIndex:
         with self._wake:
             self._closing = True
             self._wake.notify()
+        with self._answers:
+            self._answers.notify_all()
         if self._worker is not None:
             self._worker.join()
         # Wait for a writer of words in another thread to finish its batch.
@@ -294,7 +297,7 @@ class SearchIndex:
         try:
             while not self._closing and not (yielding and self._held):
                 docs = self.words.unembedded(self.batch_documents)
-                if not docs or not self._embed_docs(docs):
+                if not docs or not self._embed_docs(docs, background=yielding):
                     break
                 done += len(docs)
         finally:
@@ -337,11 +340,12 @@ class SearchIndex:
         self.words.write(plan, replacing=known, embedded=False)
         return sum(len(p.chunks) for p in plan)
 
-    def _embed_docs(self, docs: list[bytes]) -> bool:
-        """Vectors for the passages of `docs`; False if the index closed meanwhile."""
+    def _embed_docs(self, docs: list[bytes], *, background: bool = False) -> bool:
+        """Vectors for the passages of `docs`; False if the index closed meanwhile.
+        In the `background`, give way to questions being answered."""
         rows = self.words.to_embed(docs)
         texts = [embedding_text(title, row.text) for row, title in rows]
-        vectors = self._embed(texts)
+        vectors = self._embed(texts, background=background)
         if vectors is None:
             return False
         ids = [f"{row.doc.hex()}:{row.position}" for row, _ in rows]
@@ -367,15 +371,19 @@ class SearchIndex:
         self._report(IndexProgress(0, len(docs)))
         return True
 
-    def _embed(self, texts: list[str]) -> list[Any] | None:
+    def _embed(self, texts: list[str], *, background: bool = False) -> list[Any] | None:
         """Vectors for texts, longest first in slices (less padding, progress as it goes,
-        and a place to stop when the index closes); None if it closed."""
+        a place to stop when the index closes and, in the background, to give way
+        to answers); None if it closed."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         vectors: list[Any] = [None] * len(texts)
-        for i in range(0, len(order), EMBED_SLICE):
+        size = BACKGROUND_SLICE if background else EMBED_SLICE
+        for i in range(0, len(order), size):
+            if background and self._must_give_way():
+                self._give_way()
             if self._closing:
                 return None
-            part = order[i : i + EMBED_SLICE]
+            part = order[i : i + size]
             for row, vector in zip(part, self.embedder.embed_batch([texts[j] for j in part]),
                                    strict=True):
                 vectors[row] = vector

@@ -74,6 +74,33 @@ class OnnxMiniLM:
         self._tokenizer: Any = None
         self._lock = threading.Lock()
 
+    def start_loading(self) -> threading.Thread | None:
+        """Load the model (and run it once) in a background thread, so that a cold
+        start loads it while the index opens on the other core; the first
+        `embed_batch` waits for it. None when it is loaded already, or when it must
+        be exported first (that imports torch: not beside another big import)."""
+        if self._session is not None or not onnx_path(self.cache_dir).is_file():
+            return None
+        # Imported here, in the caller's thread: two threads importing one package at
+        # once can see it half-initialised (numpy's import then fails).
+        try:
+            import numpy  # noqa: F401
+            import onnxruntime  # noqa: F401
+            import tokenizers  # noqa: F401
+
+            model_dir()
+        except (ImportError, CommonsError):  # the first use says what is missing
+            return None
+        thread = threading.Thread(target=self._warm_up, name="commons-model-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _warm_up(self) -> None:
+        try:
+            self.embed_batch(["warm up"])  # the first run allocates; not the question's
+        except Exception:  # the caller's own first use raises it again, with its message
+            log.debug("loading the embedding model in the background failed", exc_info=True)
+
     def _load(self) -> tuple[Any, Any]:
         with self._lock:
             if self._session is None:
