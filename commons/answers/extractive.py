@@ -87,6 +87,7 @@ class Source:
     # cosine similarity of the document's best passage to the question (retrieval's);
     # None: not known, the answerer embeds the passage itself
     similarity: float | None = None
+    verified: bool = False  # its signature was checked against its author's key just now
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Citation:
     page: int | None
     start: int
     end: int
+    verified: bool  # the document's signature held when the answer was made
 
     @classmethod
     def of(cls, n: int, source: Source, score: float) -> Citation:
@@ -117,6 +119,7 @@ class Citation:
             page=source.page,
             start=source.start,
             end=source.end,
+            verified=source.verified,
         )
 
     def to_json(self) -> dict[str, Any]:
