@@ -88,7 +88,6 @@ def ask_view(api: LocalApi, question: str, *, llm: dict[str, str | None]) -> JSO
     for c in result["citations"]:
         c["author_label"] = author_label(c["author"], c["author_name"])
         c["short_id"] = short_id(c["id"])
-        c["verified"] = True  # the store verifies every object before it keeps it
     result["question"] = question
     result["segments"] = cite_segments(result["answer"], {c["n"] for c in result["citations"]})
     return result

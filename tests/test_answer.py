@@ -26,7 +26,7 @@ from commons.service import Commons
 
 CITATION_KEYS = {
     "n", "id", "title", "author", "author_name", "origin", "passage", "score", "page", "start",
-    "end",
+    "end", "verified",
 }
 
 
@@ -201,3 +201,31 @@ def test_ask_through_the_home_with_a_generator(home: Commons, chat_server: FakeC
     assert not answer.abstained and "[99]" not in answer.text
     assert [c.n for c in answer.citations] == [1]
     assert isinstance(answer.citations[0], Citation) and answer.citations[0].origin == "seed"
+
+
+WELL = ("Chlorinating a well",
+        "After a flood, let the chlorine stay in the well for twelve hours, then pump it clear.")
+
+
+def test_an_answer_says_what_each_citation_stands_on(home: Commons) -> None:
+    obj, _ = home.add_document(title=WELL[0], body=WELL[1])
+    answer = home.ask("how long should chlorine stay in a well after a flood?")
+    assert not answer.abstained
+    [cited] = [c for c in answer.citations if c.id == obj.id.hex()]
+    assert (cited.title, cited.author, cited.author_name) == (
+        WELL[0], home.public_key.hex(), "tester")
+    assert cited.origin == "local" and cited.verified
+    assert all(c.verified for c in answer.citations)
+
+
+def test_a_document_changed_on_disk_is_never_quoted(home: Commons) -> None:
+    """Its words are still indexed, but its author's key no longer vouches for them."""
+    obj, _ = home.add_document(title=WELL[0], body=WELL[1])
+    question = "how long should chlorine stay in a well after a flood?"
+    assert obj.id.hex() in {c.id for c in home.ask(question).citations}
+    with home.store.transaction() as db:
+        db.execute("UPDATE objects SET raw = ? WHERE id = ?",
+                   (obj.to_bytes().replace(b"twelve hours", b"ten minutes"), obj.id))
+    answer = home.ask(question)
+    assert obj.id.hex() not in {c.id for c in answer.citations}
+    assert "ten minutes" not in answer.text and "twelve hours" not in answer.text

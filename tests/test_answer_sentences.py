@@ -148,3 +148,62 @@ def test_seed_questions_get_answers(home: Commons, question: str) -> None:
     answer = home.ask(question)
     assert not answer.abstained and answer.citations
     assert all(c.origin == "seed" for c in answer.citations)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "OBJECTIVE To determine whether folic acid lowers homocysteine in kidney disease.",
+        "DESIGN, SETTING, AND PATIENTS Retrospective analysis of two cohorts of patients.",
+        "To provide information about the extent of indoor aerosolization of spores.",
+        "We investigated whether the gut microbiota regulates weight gain in mice.",
+        "The objective of this study was to evaluate the external validity of the trials.",
+        "However, the role of AMPK in fibrosis is not well understood.",
+        "Whether vitamins lower mortality in this population is unknown.",
+        "Their safety and efficacy have not been compared.",
+        "Further research is required to determine the role of combination therapy.",
+        "This guide covers how to add documents and how to find them again.",
+    ],
+)
+def test_sentences_that_only_frame_a_question_are_not_statements(sentence: str) -> None:
+    assert kinds(sentence, "A study") == {sentence: Kind.FRAMING}
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "CONCLUSIONS Folic acid lowered homocysteine but did not slow kidney disease.",
+        "RESULTS Median homocysteine fell with each increase in the dose of folic acid.",
+        "Here, we show that Ly49Q is crucial for the swift polarization of neutrophils.",
+        "To check whether a peer is online, run commons peers and read the last column.",
+        "The goal of a mirror is to keep every document its policy accepts.",
+        "DNA Replication copies the genome before a cell divides.",
+    ],
+)
+def test_findings_and_instructions_stay_statements(sentence: str) -> None:
+    assert kinds(sentence, "A study") == {sentence: Kind.STATEMENT}
+
+
+def test_the_finding_is_quoted_not_the_aim_that_repeats_the_question() -> None:
+    passage = (
+        "OBJECTIVE To determine whether daily folic acid slows chronic kidney disease. "
+        "RESULTS Daily folic acid did not slow the decline of kidney function over three years."
+    )
+    answer = ExtractiveAnswerer(HashEmbedder()).answer(
+        "does daily folic acid slow chronic kidney disease?", [source(passage, "Folic acid")])
+    assert answer.text.startswith("RESULTS Daily folic acid did not slow"), answer.text
+
+
+def test_the_words_that_tell_candidates_apart_weigh_more() -> None:
+    """Every sentence names the topic; only one says what the question asks about it,
+    and it shares fewer of the question's words than the others."""
+    from commons.answers.extractive import _stems, _weighted_overlaps
+
+    question = _stems("tamoxifen breast cancer: do poor metabolizers have recurrences?")
+    topic = "Tamoxifen treats breast cancer."
+    finding = "Slow metabolizers had more recurrences."
+    plain = [len(question & _stems(t)) for t in (topic, finding)]
+    assert plain[0] > plain[1]
+    weighted = _weighted_overlaps(
+        question, [topic, "Tamoxifen is given for breast cancer over five years.", finding])
+    assert weighted[2] > weighted[0]

@@ -20,7 +20,7 @@ from commons.seeds import SEED_AUTHOR
 MIRROR_QUESTION = "how do I run a community mirror?"
 CITATION_KEYS = {
     "n", "id", "title", "author", "author_name", "origin", "passage", "score", "page", "start",
-    "end",
+    "end", "verified",
 }
 
 
@@ -67,7 +67,7 @@ def test_ask_json_cites_seed_documents(seeded: Path) -> None:
     assert not data["abstained"] and data["citations"]
     for c in data["citations"]:
         assert c["author"] == SEED_AUTHOR.hex() and c["origin"] == "seed"
-        assert c["author_name"] == "commons seeds"
+        assert c["author_name"] == "commons seeds" and c["verified"] is True
 
 
 def test_ask_prints_the_answer_then_its_sources(seeded: Path) -> None:
@@ -75,6 +75,27 @@ def test_ask_prints_the_answer_then_its_sources(seeded: Path) -> None:
     answer, _, sources = out.partition("\nSources:\n")
     assert "[1]" in answer and sources.startswith("[1] ")
     assert "commons seeds (e94ac362)" in sources and "from seed" in sources
+    assert sources.count("(signature verified)") == sources.count("\n[") + 1
+
+
+def test_each_source_shows_document_author_peer_and_signature() -> None:
+    from commons.cli.ask import format_answer
+
+    citation = {
+        "n": 1, "id": "ab" * 32, "title": "Smoking fish", "author": "cd" * 32,
+        "author_name": "Ana", "origin": "http://10.0.0.7:8765", "passage": "Smoke it slowly.",
+        "score": 0.5, "page": None, "start": 0, "end": 16, "verified": True,
+    }
+    result = {"answer": "Smoke it slowly. [1]", "citations": [citation], "abstained": False}
+    lines = format_answer(result).splitlines()
+    assert lines[-3:] == [
+        "[1] Smoking fish — Ana (cdcdcdcd)",
+        f"    {'ab' * 8}  from the peer http://10.0.0.7:8765  (signature verified)",
+        "    “Smoke it slowly.”",
+    ]
+    local = {**citation, "origin": "local", "verified": False}
+    text = format_answer({**result, "citations": [local]})
+    assert "from this peer (added here)  (signature not checked)" in text
 
 
 def test_a_question_nothing_answers_abstains(seeded: Path) -> None:

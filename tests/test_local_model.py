@@ -72,22 +72,25 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llama_server(gguf: Path) -> Iterator[str]:
+def llama_server(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("uvicorn", reason="llama-cpp-python's server extra is not installed")
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
-         "gemma3-270m", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Its log goes to a file: llama.cpp writes more to stderr while loading than a
+    # pipe holds, and a pipe nobody reads would stop it before it listens.
+    log_path = tmp_path_factory.mktemp("server") / "llama-server.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
+             "gemma3-270m", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"the llama.cpp server ended: {process.stderr}")
+                raise AssertionError(f"the llama.cpp server ended: {log_path.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{url}/models", timeout=5) as response:
                     if response.status == 200:

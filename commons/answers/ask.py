@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from commons.answers.extractive import Answer, Generator, Source, answer_question
-from commons.model.errors import CommonsError
-from commons.model.objects import Document, normalise_text
+from commons.model.errors import CommonsError, InvalidObject
+from commons.model.objects import Document, normalise_text, verify
 from commons.search.lexical import Filters
 from commons.search.retrieval import Hit, Retriever
 
 if TYPE_CHECKING:
     from commons.service import Commons
+
+log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
 PASSAGES_PER_DOCUMENT = 2  # a document's second-best passage often holds the rest of the answer
@@ -58,6 +61,10 @@ def sources(commons: Commons, hits: Sequence[Hit]) -> list[Source]:
     Passages are ordered by their own fused score, so the second passage of the
     best document (the steps under its "how to" heading, say) can come before
     the best passage of a weakly related sixth document.
+
+    Each document's signature is checked again here, so an answer never quotes
+    text that its author's key does not vouch for (a stored object changed on
+    disk since it was verified and stored is left out, and logged).
     """
     names = commons.store.display_names()
     ranked: list[tuple[float, int, Source]] = []
@@ -68,6 +75,11 @@ def sources(commons: Commons, hits: Sequence[Hit]) -> list[Source]:
             continue
         content = stored.obj.content
         if not isinstance(content, Document):
+            continue
+        try:
+            verify(stored.obj, now=max(commons.clock(), stored.obj.created_at))
+        except InvalidObject as exc:
+            log.warning("not quoting %s: %s", hit.doc.hex()[:16], exc)
             continue
         for i, chunk in enumerate(hit.passages[:PASSAGES_PER_DOCUMENT]):
             source = Source(
@@ -82,6 +94,7 @@ def sources(commons: Commons, hits: Sequence[Hit]) -> list[Source]:
                 page=chunk.page,
                 score=hit.score,
                 similarity=hit.similarity,
+                verified=True,
             )
             ranked.append((hit.passage_scores[i], rank, source))
     ranked.sort(key=lambda t: (-t[0], t[1]))

@@ -31,6 +31,7 @@ was given, and a number that points at nothing is removed, never shown.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -63,7 +64,7 @@ class Tuning:
 # MiniLM puts unrelated English text at 0.0-0.25 and a passage that answers a
 # question at 0.45 and above. The hash embedder (tests) counts shared words.
 TUNINGS = {
-    "minilm-l6-v2": Tuning(0.40, 0.30, 0.12, 0.08, 0.3, 0.2),
+    "minilm-l6-v2": Tuning(0.40, 0.30, 0.12, 0.08, 0.3, 0.4),
     "hash": Tuning(0.25, 0.25, 0.15, 0.1, 0.3, 0.2),
 }
 DEFAULT_TUNING = TUNINGS["hash"]
@@ -87,6 +88,7 @@ class Source:
     # cosine similarity of the document's best passage to the question (retrieval's);
     # None: not known, the answerer embeds the passage itself
     similarity: float | None = None
+    verified: bool = False  # its signature was checked against its author's key just now
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Citation:
     page: int | None
     start: int
     end: int
+    verified: bool  # the document's signature held when the answer was made
 
     @classmethod
     def of(cls, n: int, source: Source, score: float) -> Citation:
@@ -117,6 +120,7 @@ class Citation:
             page=source.page,
             start=source.start,
             end=source.end,
+            verified=source.verified,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -165,6 +169,17 @@ def _stems(text: str) -> set[str]:
 def _overlap(question: set[str], text: str) -> float:
     """Share of the question's content words that the text has."""
     return len(question & _stems(text)) / len(question) if question else 0.0
+
+
+def _weighted_overlaps(question: set[str], texts: list[str]) -> list[float]:
+    """Each text's share of the question's words, a word weighing more the fewer of the
+    texts have it: the topic's words are in every candidate, the words that say what
+    the question asks about it are in few, and those tell the candidates apart."""
+    stems = [_stems(t) & question for t in texts]
+    n = len(texts)
+    weight = {w: math.log((n + 1) / (0.5 + sum(w in s for s in stems))) for w in question}
+    total = sum(weight.values())
+    return [sum(weight[w] for w in s) / total if total > 0 else 0.0 for s in stems]
 
 
 class ExtractiveAnswerer:
@@ -237,7 +252,7 @@ class ExtractiveAnswerer:
         for sentence in sentences:
             first.setdefault(sentence.text, sentence)
         sentences = list(first.values())
-        lexical = [_overlap(words, s.text) for s in sentences]
+        lexical = _weighted_overlaps(words, [s.text for s in sentences])
         if len(sentences) > MAX_CANDIDATES:  # embed only the likeliest
             order = sorted(range(len(sentences)), key=lambda j: (-lexical[j], j))
             chosen = sorted(order[:MAX_CANDIDATES])

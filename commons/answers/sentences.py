@@ -5,6 +5,12 @@ title, a bare list marker or a line of code is not one; neither is a
 question, nor a sentence that quotes an example question ("How much chlorine
 to treat 20 litres?" works better than "water safety"): quoted on its own it
 looks like an answer to that very question and says nothing.
+
+Nor is a sentence that only frames a question: one that says what a study set
+out to learn, that something is not known, or, in a structured abstract, a
+sentence labelled as the aim, background or method ("OBJECTIVE To determine
+whether...", "DESIGN Retrospective analysis of..."). Such sentences repeat the
+question's words, so they score high, yet they tell the reader nothing found.
 """
 
 from __future__ import annotations
@@ -25,6 +31,46 @@ _CODE_LINE = re.compile(r"^(?: {4,}|\t|\$ |>>> |% )")
 _QUOTED_QUESTION = re.compile(r"[\"“‘'][^\"”’']{3,200}\?[\"”’']")
 _SECTION_NUMBER = re.compile(r"^\d+(?:\.\d+)*\.?\s")
 _TERMINAL = ".!?:;"
+# Labels of a structured abstract's parts that say what was asked or done, not found.
+_FRAMING_LABEL = re.compile(
+    r"^(?:OBJECTIVES?|AIMS?|PURPOSE|BACKGROUND|CONTEXT|INTRODUCTION|IMPORTANCE|RATIONALE"
+    r"|QUESTIONS?|HYPOTHESIS|DESIGN|SETTINGS?|PATIENTS|PARTICIPANTS|SUBJECTS|POPULATION"
+    r"|METHODS?|MATERIALS|INTERVENTIONS?|EXPOSURES?|MEASUREMENTS?|MAIN OUTCOMES?"
+    r"|OUTCOME MEASURES?|DATA SOURCES|STUDY SELECTION|DATA EXTRACTION|SELECTION CRITERIA"
+    r"|ELIGIBILITY CRITERIA|STUDY DESIGN|SEARCH METHODS|REVIEW METHODS)"
+    r"(?:,? (?:AND )?[A-Z]{3,}(?: [A-Z]{3,})*)*\b(?! [a-z])"
+)
+# "It is unclear whether...", "the role of X is not well understood": a question, asked.
+_UNKNOWN = re.compile(
+    r"\b(?:(?:is|are|was|were|remains?|remained)\s+(?:still\s+|largely\s+|currently\s+)?"
+    r"(?:unknown|unclear|uncertain|elusive|not (?:yet |well |fully |completely )?(?:known"
+    r"|understood|clear|established|determined)|poorly (?:understood|defined|characteri[sz]ed)"
+    r"|(?:un|under)explored|controversial)|remains? elusive|little is known|poorly understood"
+    r"|(?:has|have) not (?:yet )?been (?:well |fully |previously |directly )?(?:compared"
+    r"|studied|investigated|examined|determined|established|evaluated|assessed|described"
+    r"|characteri[sz]ed|explored|addressed|reported)"
+    r"|further (?:research|studies|study|work|trials) (?:is|are) (?:required|needed|warranted))\b",
+    re.IGNORECASE,
+)
+# "To determine whether...", "We investigated whether...": what a study set out to learn.
+_AIM = re.compile(
+    r"^(?:(?:here|in this (?:study|work|paper|review)),?\s+)?(?:(?:we|this study|the"
+    r" (?:present |current )?study|this (?:review|paper|work)|our (?:aim|objective|goal)|the"
+    r" (?:aim|objective|goal|purpose) of (?:this|the|our) \w+)\s+(?:\w+\s+){0,2}?"
+    r"(?:aim(?:s|ed)? to|sought to|set out to|asked|ask|tested|test|investigated|investigate"
+    r"|examined|examine|evaluated|evaluate|assessed|assess|explored|explore|determined"
+    r"|determine|was to \w+)\s+(?:whether|if|how|what)\b"
+    r"|to (?:determine|assess|test|investigate|examine|evaluate|explore|compare|describe"
+    r"|identify|quantify|estimate|characteri[sz]e|establish|provide information)\b[^,;]*$"
+    r"|to (?:address|test|examine|determine|assess|investigate|explore|evaluate)"
+    r" (?:whether|if|this|these|that hypothesis|the hypothesis)\b"
+    r"|(?:the|our) (?:aims?|objectives?|goals?|purposes?) (?:of (?:this|the|our) \w+ )?"
+    r"(?:was|were|is|are) to\b|we (?:hypothesi[sz]ed|postulated|reasoned|speculated) that\b"
+    r"|this (?:guide|document|page|section|chapter|article|note|essay|review|paper)"
+    r" (?:covers|explains|describes|shows|discusses|presents|is about|looks at)\b)"
+    r"|\bwith the (?:aim|objective|goal|purpose) (?:of|to)\b",
+    re.IGNORECASE,
+)
 
 
 class Kind(Enum):
@@ -32,6 +78,7 @@ class Kind(Enum):
 
     STATEMENT = "statement"  # may be quoted as an answer
     QUESTION = "question"  # a question, or a sentence quoting an example question
+    FRAMING = "framing"  # frames a question: an aim, an unknown, a labelled method
     HEADING = "heading"  # a heading, a title, a line without a sentence's end
     CODE = "code"
     FRAGMENT = "fragment"  # too short, or only markup
@@ -109,6 +156,8 @@ def _kind(text: str, raw: str, title: str) -> Kind:
         return Kind.HEADING
     if text.count("`") >= 2 and len(text.split()) <= 3:
         return Kind.CODE
+    if _FRAMING_LABEL.match(text) or _UNKNOWN.search(text) or _AIM.search(text):
+        return Kind.FRAMING
     return Kind.STATEMENT
 
 

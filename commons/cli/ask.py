@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from commons.api import CommonsApi, LocalApi
 from commons.cli import Context
-from commons.cli.output import item_author, print_json
+from commons.cli.output import item_author, origin_label, print_json
 from commons.model.text import one_line
 from commons.search.index_state import IndexProgress
 
@@ -129,7 +129,10 @@ def format_answer(result: dict[str, Any], width: int = 88) -> str:
     for c in result["citations"]:
         page = f", p. {c['page']}" if c.get("page") else ""
         lines.append(f"[{c['n']}] {c['title']}{page} — {item_author(c)}")
-        lines.append(f"    {c['id'][:16]}  from {c['origin']}  (signature verified when stored)")
+        # An answer quotes only documents whose signature held just now; a node of an
+        # older version does not say, and then neither does this.
+        signature = "signature verified" if c.get("verified") else "signature not checked"
+        lines.append(f"    {c['id'][:16]}  from {origin_label(c['origin'])}  ({signature})")
         lines.append(f"    “{_opening(c['passage'])}”")
     return "\n".join(lines)
 

@@ -17,3 +17,15 @@ def print_json(value: Any) -> None:
 def item_author(item: dict[str, Any]) -> str:
     """The author label of a JSON summary or citation."""
     return author_label(str(item.get("author", "")), item.get("author_name"))
+
+
+def origin_label(origin: str) -> str:
+    """Where a stored object came from, as a reader says it: the peer's address,
+    a bundle file, the seeds, or this peer."""
+    if origin == "local":
+        return "this peer (added here)"
+    if origin.startswith("import:"):
+        return f"the bundle {origin.removeprefix('import:')}"
+    if origin.startswith(("http://", "https://")):
+        return f"the peer {origin}"
+    return origin
