@@ -63,6 +63,9 @@ class FakeService:
     def note_pushed_to_us(self, origin: str, report: Intake) -> None:
         pass
 
+    def heard_from(self, sender: Sender | None) -> None:
+        pass
+
     async def status(self) -> dict[str, Any]:
         return {"fake": True}
 
