@@ -146,7 +146,7 @@ async def test_a_withdrawn_object_is_declined_and_not_fetched(make_node: MakeNod
     oid = publish(a, "Old timetable")
     await c.sync_with(a.url)  # c keeps the document and will not hear of the retraction
     a.commons.retract(oid.hex()[:12], "replaced")
-    b = await make_node("b")
+    b = await make_node("b", eager=False)  # nor by an offer from b
     await b.sync_with(a.url)  # b holds only the retraction: anyone could have signed one
     assert not b.store.is_withdrawn(oid) and not b.store.has(oid)
     # Pushing the withdrawn document is declined, not held against the sender.

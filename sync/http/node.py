@@ -231,8 +231,12 @@ class Node:
         ]
         for future in pending:
             future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        await self.membership.stop()
+        # Cancelled tasks end at their next await; one that will not is left behind.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True),
+                                   startup.STOP_GRACE_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.membership.stop(), startup.STOP_GRACE_S)
         self._tasks.clear()
         await asyncio.to_thread(startup.remove_node_info, self.commons.paths, self._token)
         for runner in reversed(self._runners):

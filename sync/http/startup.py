@@ -95,11 +95,16 @@ def own_urls(host: str, port: int, advertise: Sequence[str]) -> tuple[str, set[s
     return url, own
 
 
+STOP_GRACE_S = 2.0  # what a stop grants the requests in flight and our own tasks
+
+
 async def serve_app(app: web.Application, host: str, port: int,
                     runners: list[web.AppRunner]) -> int:
     """Serve `app` on host:port; returns the bound port. The runner joins `runners` at
     once, so whoever cleans them up also cleans up after a failed bind."""
-    runner = web.AppRunner(app, access_log=None)
+    # At stop, requests still in flight get this long to finish, then are cancelled:
+    # a stop never waits on a slow or stuck peer.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_GRACE_S)
     await runner.setup()
     runners.append(runner)
     await web.TCPSite(runner, host, port).start()
