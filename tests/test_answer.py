@@ -85,8 +85,8 @@ def test_it_abstains_when_nothing_is_relevant() -> None:
 def test_answer_json_has_exactly_the_promised_fields() -> None:
     answer = ExtractiveAnswerer(HashEmbedder()).answer("rain garden plants", SOURCES)
     data = answer.to_json()
-    assert set(data) == {"answer", "citations", "abstained", "model"}
-    assert data["model"] is None
+    assert set(data) == {"answer", "citations", "abstained", "model", "set_aside"}
+    assert data["model"] is None and data["set_aside"] is None
     assert all(set(c) == CITATION_KEYS for c in data["citations"])
     first = data["citations"][0]
     assert first["id"] == answer.citations[0].id and len(first["id"]) == 64
@@ -121,7 +121,8 @@ class ScriptedGenerator:
 
 
 def test_a_citation_number_that_does_not_exist_is_never_shown() -> None:
-    gen = ScriptedGenerator("Rain gardens soak up water [2]. They stop floods [9]. See [3][7].")
+    gen = ScriptedGenerator("A rain garden needs plants [2]. They stop floods [9]."
+                            " Chickens need a coop [3][7].")
     answer = generated_answer("rain gardens?", SOURCES, gen)
     assert "[9]" not in answer.text and "[7]" not in answer.text
     assert cited_numbers(answer.text) == {c.n for c in answer.citations} == {1, 2}
@@ -141,8 +142,8 @@ def test_an_answer_citing_nothing_still_lists_its_sources() -> None:
 
 def test_prompt_numbers_the_passages() -> None:
     messages = build_messages("why?", SOURCES)
-    assert "[1] Doc 1 (by author1)" in messages[1]["content"]
-    assert "[3] Doc 3" in messages[1]["content"] and "[4]" not in messages[1]["content"]
+    assert "[1] Rain gardens slow storm water." in messages[1]["content"]
+    assert "[3] Chickens" in messages[1]["content"] and "[4]" not in messages[1]["content"]
 
 
 @pytest.mark.parametrize(
@@ -171,7 +172,7 @@ def test_generator_options_are_checked() -> None:
 
 @pytest.fixture
 def chat_server() -> Iterator[FakeChatServer]:
-    with FakeChatServer("Rain gardens soak water in [1], unlike pipes [99].") as server:
+    with FakeChatServer("Rain gardens soak water in [1], slowing storms [99].") as server:
         yield server
 
 
@@ -180,12 +181,12 @@ def test_openai_compatible_endpoint_answers_with_checked_citations(
 ) -> None:
     gen = OpenAICompatible(chat_server.url, "tiny", api_key="k")
     answer = generated_answer("rain gardens?", SOURCES, gen)
-    assert answer.text == "Rain gardens soak water in [1], unlike pipes."
+    assert answer.text == "Rain gardens soak water in [1], slowing storms."
     assert [c.title for c in answer.citations] == ["Doc 1"]
     [request] = chat_server.requests
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer k"
     assert request["body"]["model"] == "tiny" and request["body"]["temperature"] == 0
-    assert "[3] Doc 3" in request["body"]["messages"][1]["content"]
+    assert "[3] Chickens" in request["body"]["messages"][1]["content"]
 
 
 def test_endpoint_errors_are_explained() -> None:
@@ -195,10 +196,13 @@ def test_endpoint_errors_are_explained() -> None:
         OpenAICompatible("http://127.0.0.1:9/v1", "m", timeout=5).generate("q", SOURCES)
 
 
-def test_ask_through_the_home_with_a_generator(home: Commons, chat_server: FakeChatServer) -> None:
-    answer = home.ask("how do I run a community mirror?", generator=OpenAICompatible(
-        chat_server.url, "tiny"))
-    assert not answer.abstained and "[99]" not in answer.text
+def test_ask_through_the_home_with_a_generator(home: Commons) -> None:
+    reply = "A community mirror is an always-on peer [1], run by a school [99]."
+    with FakeChatServer(reply) as server:
+        answer = home.ask("how do I run a community mirror?", generator=OpenAICompatible(
+            server.url, "tiny"))
+    assert not answer.abstained and answer.set_aside is None and answer.model
+    assert "[99]" not in answer.text
     assert [c.n for c in answer.citations] == [1]
     assert isinstance(answer.citations[0], Citation) and answer.citations[0].origin == "seed"
 

@@ -52,7 +52,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def check_answer(data: dict[str, Any]) -> None:
-    assert set(data) == {"answer", "citations", "abstained", "model", "index"}
+    assert set(data) == {"answer", "citations", "abstained", "model", "set_aside", "index"}
     assert set(data["index"]) == {"documents", "dense", "complete", "rate", "note"}
     numbers = [c["n"] for c in data["citations"]]
     assert numbers == list(range(1, len(numbers) + 1))
@@ -132,7 +132,8 @@ def test_bad_options_are_explained(seeded: Path) -> None:
 
 @pytest.fixture
 def chat_server() -> Iterator[FakeChatServer]:
-    with FakeChatServer("Run it headless with a policy [1]. It never sleeps [42].") as server:
+    with FakeChatServer("A community mirror is an always-on peer [1]. It keeps what its"
+                        " policy accepts [42].") as server:
         yield server
 
 
@@ -142,8 +143,9 @@ def test_llm_answers_cite_only_passages_they_were_given(
     data = json.loads(ok("ask", MIRROR_QUESTION, "--llm", chat_server.url, "--model", "tiny",
                          "--json", home=seeded))
     check_answer(data)
-    assert data["answer"] == "Run it headless with a policy [1]. It never sleeps."
-    assert len(data["citations"]) == 1
+    assert data["answer"] == (
+        "A community mirror is an always-on peer [1]. It keeps what its policy accepts.")
+    assert len(data["citations"]) == 1 and data["set_aside"] is None
     [request] = chat_server.requests
     body = request["body"]
     assert body["model"] == "tiny" and "[1] " in body["messages"][1]["content"]

@@ -23,9 +23,13 @@ with care (docs/retrieval.md has the measurements behind each rule):
 Only the candidate statements of the relevant documents are embedded (one
 batch), and the question's vector comes from retrieval.
 
-A generator (an LLM) may write the answer instead; it sees numbered passages
-and must cite them. Its citation numbers are checked against the passages it
-was given, and a number that points at nothing is removed, never shown.
+A generator (an LLM) may write the answer instead; it sees the best few
+relevant passages, numbered, and must cite them. Its text is judged first
+(`commons.answers.guard`: not empty, not its instructions, not a loop, mostly
+words of its passages); a text that fails is set aside, and the extractive
+answer is shown with a line saying so. Its citation numbers are checked
+against the passages it was given, and a number that points at nothing is
+removed, never shown.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from commons.answers.sentences import Kind, pieces
@@ -128,11 +132,20 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class SetAside:
+    """A language model's text that was not shown as the answer, and why."""
+
+    model: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Answer:
     text: str
     citations: tuple[Citation, ...] = ()
     abstained: bool = False
     model: str | None = None  # the language model that wrote it; None: extractive
+    set_aside: SetAside | None = None  # a model asked, whose text this answer replaces
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +153,7 @@ class Answer:
             "citations": [c.to_json() for c in self.citations],
             "abstained": self.abstained,
             "model": self.model,
+            "set_aside": asdict(self.set_aside) if self.set_aside else None,
         }
 
 
@@ -317,11 +331,11 @@ class Generator(Protocol):
     def generate(self, question: str, sources: Sequence[Source]) -> str: ...
 
 
-_CITE = re.compile(r"\s*\[(\s*\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*\s*)\]")
+CITATION_MARK = re.compile(r"\s*\[(\s*\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*\s*)\]")
 _NUM_RANGE = re.compile(r"(\d+)\s*(?:-|–)\s*(\d+)|(\d+)")
 
 
-def _numbers(inside: str) -> list[int]:
+def citation_numbers(inside: str) -> list[int]:
     out: list[int] = []
     for match in _NUM_RANGE.finditer(inside):
         if match.group(3):
@@ -345,7 +359,7 @@ def renumber_citations(text: str, given: int) -> tuple[str, list[int]]:
     order: list[int] = []
 
     def replace(match: re.Match[str]) -> str:
-        valid = [n for n in _numbers(match.group(1)) if 1 <= n <= given]
+        valid = [n for n in citation_numbers(match.group(1)) if 1 <= n <= given]
         if not valid:
             return ""
         new = []
@@ -356,20 +370,29 @@ def renumber_citations(text: str, given: int) -> tuple[str, list[int]]:
         unique = list(dict.fromkeys(new))
         return " " + "".join(f"[{n}]" for n in unique)
 
-    out = _CITE.sub(replace, text)
+    out = CITATION_MARK.sub(replace, text)
     out = re.sub(r"[ \t]+([.,;:!?])", r"\1", out)
     return out.strip(), order
+
+
+class NotAnAnswer(Exception):
+    """A generator's text that is not shown as an answer; the reason is the message."""
 
 
 def generated_answer(
     question: str, sources: Sequence[Source], generator: Generator
 ) -> Answer:
-    """Let a generator write the answer; check every citation it makes."""
-    from commons.model.errors import CommonsError
+    """Let a generator write the answer; judge its text and check every citation it
+    makes. Raises NotAnAnswer when the text is not to be shown."""
+    from commons.answers.guard import reason_to_set_aside, tidy, unsupported_citations_removed
+    from commons.answers.prompt import instructions, trimmed
 
-    text = generator.generate(question, sources).strip()
-    if not text:
-        raise CommonsError(f"the language model ({generator.name}) returned an empty answer")
+    text = tidy(generator.generate(question, sources))
+    passages = [trimmed(s.text) for s in sources]
+    reason = reason_to_set_aside(text, question, passages, instructions())
+    if reason:
+        raise NotAnAnswer(reason)
+    text = unsupported_citations_removed(text, [s.text for s in sources])
     text, order = renumber_citations(text, len(sources))
     if order:
         citations = tuple(
@@ -391,14 +414,22 @@ def answer_question(
     generator: Generator | None = None,
     vector: Sequence[float] | None = None,
 ) -> Answer:
-    """The extractive answer, or a generator's answer from the relevant passages only.
+    """The extractive answer, or a generator's answer from the best relevant passages.
 
     A generator is asked only when the extractive answerer would answer: do not
-    invite a model to answer from noise.
+    invite a model to answer from noise. When its text is set aside, the
+    extractive answer is the answer, and says so.
     """
+    from commons.answers.prompt import MAX_PASSAGES
+
     extractive = ExtractiveAnswerer(embedder)
     answer = extractive.answer(question, sources, vector)
     if generator is None or answer.abstained:
         return answer
     keep, _, _ = extractive.relevant(question, sources, vector)
-    return generated_answer(question, [sources[i] for i in sorted(keep)], generator)
+    given = [sources[i] for i in sorted(keep)][:MAX_PASSAGES]  # sources come best first
+    try:
+        return generated_answer(question, given, generator)
+    except NotAnAnswer as exc:
+        log.warning("the answer of %s was set aside: %s", generator.name, exc)
+        return replace(answer, set_aside=SetAside(generator.name, str(exc)))

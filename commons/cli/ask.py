@@ -14,6 +14,7 @@ from typing import IO, Any
 from commons.api import CommonsApi, LocalApi
 from commons.cli import Context
 from commons.cli.output import item_author, origin_label, print_json
+from commons.model.errors import CommonsError
 from commons.model.text import one_line
 from commons.search.index_state import IndexProgress
 
@@ -122,6 +123,12 @@ def format_answer(result: dict[str, Any], width: int = 88) -> str:
     ) or [""]
     if result["abstained"] or not result["citations"]:
         return "\n".join(lines)
+    set_aside = result.get("set_aside")
+    if set_aside:
+        lines += ["", *textwrap.wrap(
+            f"The language model {set_aside['model']} also answered, but its answer was set"
+            f" aside: {set_aside['reason']}. The answer above is quoted from the sources.",
+            width)]
     if result.get("model"):
         lines += ["", f"Written by the language model {result['model']} from these sources;"
                   " check them."]
@@ -139,7 +146,15 @@ def format_answer(result: dict[str, Any], width: int = 88) -> str:
 
 def ask(args: argparse.Namespace, ctx: Context) -> int:
     question = " ".join(args.question)
-    url, model, gguf = ctx.settings.llm.choose(args.llm, args.model, args.gguf)
+    gguf_flag = args.gguf
+    if args.local_model:
+        if args.gguf or args.llm:
+            raise CommonsError("--local-model is a model of its own; give it without --gguf"
+                               " or --llm")
+        from commons.answers.generators import bundled_gguf
+
+        gguf_flag = str(bundled_gguf())
+    url, model, gguf = ctx.settings.llm.choose(args.llm, args.model, gguf_flag)
     with ctx.open_api() as api:
         result = api.ask(
             question=question,
