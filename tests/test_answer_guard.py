@@ -18,7 +18,7 @@ from commons.answers.extractive import (
     answer_question,
     generated_answer,
 )
-from commons.answers.guard import reason_to_set_aside, tidy, unsupported_citations_removed
+from commons.answers.guard import citations_checked, reason_to_set_aside, tidy
 from commons.answers.prompt import INSTRUCTION, MAX_PASSAGES, SYSTEM_PROMPT, build_messages
 from commons.cli.ask import format_answer
 from commons.model.errors import CommonsError
@@ -66,7 +66,7 @@ def extractive_text() -> str:
 def test_a_text_that_is_not_an_answer_is_set_aside(
     reply: str, reason: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="commons.answers.extractive"):
+    with caplog.at_level(logging.INFO, logger="commons.answers.extractive"):
         data, _ = ask(reply)
     if reason is None:
         assert data["model"] == "scripted-135m" and data["set_aside"] is None
@@ -113,13 +113,18 @@ def test_tidy_drops_a_new_round_repeats_and_an_unfinished_sentence() -> None:
 def test_a_citation_of_a_passage_that_does_not_hold_the_sentence_is_removed() -> None:
     # A small model numbers what it copies like a list item: "[2]" before passage 1's text.
     passages = [s.text for s in SOURCES]
-    text = "[2] Rain gardens slow storm water. Foxes hunt chickens at night [3][1]."
-    assert unsupported_citations_removed(text, passages) == (
-        "Rain gardens slow storm water. Foxes hunt chickens at night [3].")
+    text = "[2] Rain gardens slow storm water. Foxes hunt chickens at night [3][1]. Yes."
+    assert citations_checked(text, passages) == (
+        "Rain gardens slow storm water [1]. Foxes hunt chickens at night [3]. Yes.")
+    # A sentence citing nothing is cited to the passage that holds it, if one does.
+    assert citations_checked("A garden survives flooding and drought.", passages) == (
+        "A garden survives flooding and drought [2].")
+    assert citations_checked("Goats climb steep rocks.", passages) == (
+        "Goats climb steep rocks.")
     data, _ = ask("[2] Rain gardens slow storm water. They let the water soak into the"
-                  " ground [1].")
-    assert data["answer"] == ("Rain gardens slow storm water. They let the water soak into"
-                              " the ground [1].")
+                  " ground.")
+    assert data["answer"] == ("Rain gardens slow storm water [1]. They let the water soak"
+                              " into the ground [1].")
     assert [c["title"] for c in data["citations"]] == ["Doc 1"]
 
 

@@ -384,7 +384,7 @@ def generated_answer(
 ) -> Answer:
     """Let a generator write the answer; judge its text and check every citation it
     makes. Raises NotAnAnswer when the text is not to be shown."""
-    from commons.answers.guard import reason_to_set_aside, tidy, unsupported_citations_removed
+    from commons.answers.guard import citations_checked, reason_to_set_aside, tidy
     from commons.answers.prompt import instructions, trimmed
 
     text = tidy(generator.generate(question, sources))
@@ -392,7 +392,7 @@ def generated_answer(
     reason = reason_to_set_aside(text, question, passages, instructions())
     if reason:
         raise NotAnAnswer(reason)
-    text = unsupported_citations_removed(text, [s.text for s in sources])
+    text = citations_checked(text, [s.text for s in sources])
     text, order = renumber_citations(text, len(sources))
     if order:
         citations = tuple(
@@ -431,5 +431,5 @@ def answer_question(
     try:
         return generated_answer(question, given, generator)
     except NotAnAnswer as exc:
-        log.warning("the answer of %s was set aside: %s", generator.name, exc)
+        log.info("the answer of %s was set aside: %s", generator.name, exc)
         return replace(answer, set_aside=SetAside(generator.name, str(exc)))

@@ -5,8 +5,9 @@ nothing, or write fluent text about things its passages never mention. None of
 that is shown as an answer: `reason_to_set_aside` says why, and the caller
 shows the extractive answer instead (`commons.answers.extractive.answer_question`).
 A small model also numbers what it copies as if it were a list ("[3] ..." before
-text of passage 1): `unsupported_citations_removed` keeps a citation only where
-the cited passage holds most of the sentence's words.
+text of passage 1), or cites nothing: `citations_checked` keeps a citation only
+where the cited passage holds most of the sentence's words, and cites a sentence
+left without one to the passage that does.
 
 The grounding test is deliberately plain: most of the answer's content words
 (stemmed) must occur in the passages it was given or in the question. A model
@@ -24,6 +25,7 @@ ECHO_WORDS = 6  # this many words in a row from the instructions: it is repeatin
 MIN_GROUNDED = 0.7  # share of its content words that must be in the passages or question
 REPEAT_NGRAM = 4  # a text whose 4-word sequences are mostly repeats is looping
 MIN_DISTINCT = 0.5
+MIN_WORDS_TO_CITE = 3  # a shorter piece ("5.", "Yes.") is not cited on the model's behalf
 
 _CITATION = re.compile(r"\[[^\]]*\]")
 _PATTERN_AGAIN = re.compile(r"\n\s*(?:Question|Passages?|Answer)\s*:", re.IGNORECASE)
@@ -54,30 +56,41 @@ def tidy(text: str) -> str:
     return "\n".join(" ".join(kept) for kept in lines if kept).strip()
 
 
-def unsupported_citations_removed(text: str, passages: Sequence[str]) -> str:
+def citations_checked(text: str, passages: Sequence[str]) -> str:
     """Each citation of a passage 1..len(passages) kept only if that passage holds most
-    of its sentence's content words; numbers outside that range are left for
-    `renumber_citations` to drop."""
+    of its sentence's content words; a sentence left without one is cited to the
+    passage that holds most of its words, if one does (checked here, not by the
+    model). Numbers outside 1..len(passages) are left for `renumber_citations` to drop."""
     from commons.answers.extractive import CITATION_MARK, citation_numbers
 
     vocabularies = [{stem(w) for w in words(p)} for p in passages]
 
-    def supports(n: int, sentence: str) -> bool:
-        if not 1 <= n <= len(passages):
-            return True
+    def share(n: int, own: set[str]) -> float:
+        return len(own & vocabularies[n - 1]) / len(own) if own else 1.0
+
+    def checked(sentence: str) -> str:
         own = {stem(w) for w in content_words(_CITATION.sub(" ", sentence))}
-        return len(own & vocabularies[n - 1]) >= MIN_GROUNDED * len(own)
+        cited: list[int] = []
+
+        def keep(match: re.Match[str]) -> str:
+            numbers = [n for n in citation_numbers(match.group(1))
+                       if not 1 <= n <= len(passages) or share(n, own) >= MIN_GROUNDED]
+            cited.extend(n for n in numbers if 1 <= n <= len(passages))
+            return " " + "".join(f"[{n}]" for n in dict.fromkeys(numbers)) if numbers else ""
+
+        out = CITATION_MARK.sub(keep, sentence).strip()
+        if cited or len(own) < MIN_WORDS_TO_CITE or not passages:
+            return out
+        best = max(range(1, len(passages) + 1), key=lambda n: (share(n, own), -n))
+        if share(best, own) < MIN_GROUNDED:
+            return out
+        end = re.search(r"[.!?]+$", out)
+        at = end.start() if end else len(out)
+        return f"{out[:at]} [{best}]{out[at:]}"
 
     lines = []
     for line in text.split("\n"):
-        pieces = []
-        for sentence in _SENTENCE_BREAK.split(line):
-
-            def keep(match: re.Match[str], sentence: str = sentence) -> str:
-                numbers = [n for n in citation_numbers(match.group(1)) if supports(n, sentence)]
-                return " " + "".join(f"[{n}]" for n in dict.fromkeys(numbers)) if numbers else ""
-
-            pieces.append(CITATION_MARK.sub(keep, sentence).strip())
+        pieces = [checked(sentence) for sentence in _SENTENCE_BREAK.split(line)]
         lines.append(" ".join(p for p in pieces if p))
     return "\n".join(lines).strip()
 
