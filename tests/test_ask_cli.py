@@ -128,6 +128,8 @@ def test_bad_options_are_explained(seeded: Path) -> None:
     assert result.returncode == 1 and "give --llm URL too" in result.stderr
     result = run("ask", "why?", "-k", "0", home=seeded)
     assert result.returncode == 1 and "-k must be" in result.stderr
+    result = run("ask", "why?", "--local-model", "--gguf", "x.gguf", home=seeded)
+    assert result.returncode == 1 and "--local-model is a model of its own" in result.stderr
 
 
 @pytest.fixture
@@ -143,8 +145,9 @@ def test_llm_answers_cite_only_passages_they_were_given(
     data = json.loads(ok("ask", MIRROR_QUESTION, "--llm", chat_server.url, "--model", "tiny",
                          "--json", home=seeded))
     check_answer(data)
+    # [42] was never given; the passage that holds the sentence is cited instead.
     assert data["answer"] == (
-        "A community mirror is an always-on peer [1]. It keeps what its policy accepts.")
+        "A community mirror is an always-on peer [1]. It keeps what its policy accepts [1].")
     assert len(data["citations"]) == 1 and data["set_aside"] is None
     [request] = chat_server.requests
     body = request["body"]
