@@ -61,6 +61,7 @@ def extractive_text() -> str:
         ("The water water water water water water water water water water water water.",
          "repeated itself"),
         ("Beekeepers harvest honey in autumn and sell it at markets [1].", "made things up"),
+        ("How does a rain garden work? [1]", "only repeated the question"),
     ],
 )
 def test_a_text_that_is_not_an_answer_is_set_aside(

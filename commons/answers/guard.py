@@ -120,6 +120,9 @@ def reason_to_set_aside(
     grams = _ngrams(tokens, REPEAT_NGRAM)
     if len(grams) >= 8 and len(set(grams)) < MIN_DISTINCT * len(grams):
         return "it repeated itself"
+    asked = {stem(w) for w in words(question)}
+    if {stem(w) for w in content_words(" ".join(tokens))} <= asked:
+        return "it only repeated the question"
     found, total = grounding(text, question, passages)
     if found < MIN_GROUNDED * total:
         return (f"only {found} of its {total} words are in the passages it was given"
