@@ -11,10 +11,10 @@ half (check on it), the unanswerable questions that abstained and the seed
 questions that got an answer.
 
     python bench/tune_answers.py --home /work/bench/answers-home --cache /tmp/tune \\
-        [--tuning 0.40,0.30,0.12,0.08,0.3,0.2 ...] [--show N]
+        [--tuning 0.40,0.30,0.12,0.08,0.3,0.4,0.1 ...] [--show N]
 
 The home is the one `bench/answers.py --home` built (it is opened, read, and
-closed; nothing is added but the seeds, if it lacks them). A tuning is the six numbers of
+closed; nothing is added but the seeds, if it lacks them). A tuning is the seven numbers of
 `commons.answers.extractive.Tuning` in order; without --tuning the current one
 is replayed.
 """
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--cache", required=True, help="where the retrieved passages and"
                         " sentence vectors are kept between runs")
     parser.add_argument("--tuning", action="append", default=[],
-                        help="six numbers, comma-separated (Tuning's fields in order)")
+                        help="seven numbers, comma-separated (Tuning's fields in order)")
     parser.add_argument("--show", type=int, default=0, help="list up to N misses")
     args = parser.parse_args()
 

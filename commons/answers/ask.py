@@ -95,6 +95,7 @@ def sources(commons: Commons, hits: Sequence[Hit]) -> list[Source]:
                 score=hit.score,
                 similarity=hit.similarity,
                 verified=True,
+                document=content.body,
             )
             ranked.append((hit.passage_scores[i], rank, source))
     ranked.sort(key=lambda t: (-t[0], t[1]))

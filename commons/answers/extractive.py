@@ -9,12 +9,16 @@ with care (docs/retrieval.md has the measurements behind each rule):
    so nothing is embedded again), and a document far below the best one is
    left out, however high it ranked by words alone.
 2. Only statements can be answer sentences: headings, titles, list markers,
-   code and questions (or sentences quoting an example question) never are
-   (`commons.answers.sentences`).
+   code, questions (or sentences quoting an example question) and sentences
+   that only frame a question or say how a study was done never are
+   (`commons.answers.sentences`). A short relevant document is read whole: the
+   sentence that answers is often next to the passage that matched.
 3. A sentence's score is its own similarity to the question, plus the words it
-   shares with the question, plus its document's relevance. The best one comes
-   first; a few more follow if they are nearly as good and say something new
-   (maximal marginal relevance).
+   shares with the question, plus its document's relevance, plus, when the
+   question is a claim to check, how late in its document it stands (findings
+   come after background and methods). The best one comes first; a few more
+   follow if they are nearly as good and say something new (maximal marginal
+   relevance).
 4. It abstains when the best document or the best statement is below a
    threshold: quoting the least bad sentence of an unrelated document would
    look like an answer and be noise. A passage that matches only through an
@@ -63,16 +67,20 @@ class Tuning:
     sentence_margin: float  # further sentences must score within this of the first
     lexical_weight: float  # share of a sentence's score from words shared with the question
     context_weight: float  # share from its document's relevance
+    position_weight: float = 0.0  # share from how far into its document the sentence comes
 
 
 # MiniLM puts unrelated English text at 0.0-0.25 and a passage that answers a
 # question at 0.45 and above. The hash embedder (tests) counts shared words.
 TUNINGS = {
-    "minilm-l6-v2": Tuning(0.40, 0.30, 0.12, 0.08, 0.3, 0.4),
+    "minilm-l6-v2": Tuning(0.40, 0.30, 0.12, 0.08, 0.3, 0.4, 0.1),
     "hash": Tuning(0.25, 0.25, 0.15, 0.1, 0.3, 0.2),
 }
 DEFAULT_TUNING = TUNINGS["hash"]
 MAX_CANDIDATES = 48  # statements embedded per question, best by shared words first
+# A relevant document up to this long is read whole, not only its retrieved passages:
+# the sentence that answers is often next to the passage that matched.
+READ_WHOLE_CHARS = 8000
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,8 @@ class Source:
     # None: not known, the answerer embeds the passage itself
     similarity: float | None = None
     verified: bool = False  # its signature was checked against its author's key just now
+    # the document's whole body (text = document[start:end]); None: only the passage is known
+    document: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,8 +178,8 @@ def tuning_for(embedder: Embedder) -> Tuning:
 @dataclass(frozen=True)
 class _Sentence:
     source: int  # index into the sources
-    start: int  # offset in the passage
     text: str
+    place: float  # how far into its document it starts, 0 to 1 (0.5: not known)
 
 
 def _dot(a: Sequence[float], b: Sequence[float]) -> float:
@@ -255,17 +265,9 @@ class ExtractiveAnswerer:
                      self.tuning.document_floor)
             return abstain()
         words = _stems(question)
-        sentences = [
-            _Sentence(i, p.start, p.text)
-            for i in keep
-            for p in pieces(sources[i].text, sources[i].title)
-            if p.kind is Kind.STATEMENT
-        ]
-        # The same sentence in two overlapping passages is one candidate.
-        first: dict[str, _Sentence] = {}
-        for sentence in sentences:
-            first.setdefault(sentence.text, sentence)
-        sentences = list(first.values())
+        read = list(sources)  # a sentence read outside the passages gets its own appended
+        sentences = self._statements(read, keep)
+        rel = {read[i].doc: doc_rel[i] for i in keep}
         lexical = _weighted_overlaps(words, [s.text for s in sentences])
         if len(sentences) > MAX_CANDIDATES:  # embed only the likeliest
             order = sorted(range(len(sentences)), key=lambda j: (-lexical[j], j))
@@ -278,9 +280,13 @@ class ExtractiveAnswerer:
             log.info("abstaining: no statement is close to the question")
             return abstain()
         t = self.tuning
-        own = 1 - t.lexical_weight - t.context_weight
+        # A claim to check is answered by a finding, which reports put after their
+        # background and methods; a question ("what is...?") is often answered first thing.
+        position = t.position_weight if is_claim(question) else 0.0
+        own = 1 - t.lexical_weight - t.context_weight - position
         score = [
-            own * c + t.lexical_weight * lex + t.context_weight * doc_rel[s.source]
+            own * c + t.lexical_weight * lex + t.context_weight * rel[read[s.source].doc]
+            + position * s.place
             for c, lex, s in zip(cosine, lexical, sentences, strict=True)
         ]
         picked = self._mmr(sentences, score, vecs)
@@ -290,10 +296,38 @@ class ExtractiveAnswerer:
             n = numbers.setdefault(sentences[j].source, len(numbers) + 1)
             parts.append(f"{sentences[j].text} [{n}]")
         citations = tuple(
-            Citation.of(n, sources[i], max(score[j] for j in picked if sentences[j].source == i))
+            Citation.of(n, read[i], max(score[j] for j in picked if sentences[j].source == i))
             for i, n in sorted(numbers.items(), key=lambda kv: kv[1])
         )
         return Answer(" ".join(parts), citations, False)
+
+    def _statements(self, sources: list[Source], keep: list[int]) -> list[_Sentence]:
+        """The candidate statements of the relevant documents, best document first, each
+        once. A document of up to READ_WHOLE_CHARS is read whole (a sentence outside its
+        retrieved passages is cited with the passage around it, appended to `sources`);
+        a longer one, or one whose body is not known, through its retrieved passages."""
+        out: dict[str, _Sentence] = {}
+        done: set[bytes] = set()
+        for i in keep:
+            source = sources[i]
+            body = source.document
+            if body is not None and len(body) <= READ_WHOLE_CHARS:
+                if source.doc in done:
+                    continue
+                done.add(source.doc)
+                mine = [j for j in keep if sources[j].doc == source.doc]
+                for piece in pieces(body, source.title):
+                    if piece.kind is not Kind.STATEMENT or piece.text in out:
+                        continue
+                    at = _passage_of(sources, mine, piece.start, body)
+                    out[piece.text] = _Sentence(at, piece.text, _place(piece.start, len(body)))
+                continue
+            for piece in pieces(source.text, source.title):
+                if piece.kind is Kind.STATEMENT and piece.text not in out:
+                    offset = source.start + piece.start
+                    place = _place(offset, len(body)) if body else 0.5
+                    out[piece.text] = _Sentence(i, piece.text, place)
+        return list(out.values())
 
     def _mmr(self, sentences: list[_Sentence], score: list[float],
              vecs: list[list[float]]) -> list[int]:
@@ -317,6 +351,42 @@ class ExtractiveAnswerer:
             picked.append(choice)
             total += len(sentences[choice].text)
         return picked
+
+
+_ASKING = re.compile(
+    r"^(?:what|how|why|when|where|who|whom|whose|which|can|could|do|does|did|is|are|was"
+    r"|were|should|shall|will|would|may|might|must|has|have|had)\b",
+    re.IGNORECASE,
+)
+
+
+def is_claim(question: str) -> bool:
+    """A statement to check ("X causes Y"), not a question that asks."""
+    text = question.strip()
+    return bool(text) and not text.endswith("?") and not _ASKING.match(text)
+
+
+def _place(offset: int, length: int) -> float:
+    """How far into its document a sentence starts, 0 to 1."""
+    return offset / length
+
+
+def _passage_of(sources: list[Source], mine: list[int], offset: int, body: str) -> int:
+    """The index of a source of this document whose passage holds the offset; if none
+    does, the passage of the document around it, appended to the sources."""
+    for j in mine:
+        if sources[j].start <= offset < sources[j].end:
+            return j
+    for j in range(len(sources) - 1, -1, -1):  # one appended before
+        s = sources[j]
+        if s.doc == sources[mine[0]].doc and s.start <= offset < s.end:
+            return j
+    from commons.search.chunking import chunk_text
+
+    chunk = next(c for c in reversed(chunk_text(body)) if c.start <= offset)
+    sources.append(replace(sources[mine[0]], text=chunk.text, start=chunk.start,
+                           end=chunk.end, page=chunk.page))
+    return len(sources) - 1
 
 
 # -- generated answers ----------------------------------------------------------

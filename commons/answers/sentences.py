@@ -49,7 +49,9 @@ _UNKNOWN = re.compile(
     r"|(?:has|have) not (?:yet )?been (?:well |fully |previously |directly )?(?:compared"
     r"|studied|investigated|examined|determined|established|evaluated|assessed|described"
     r"|characteri[sz]ed|explored|addressed|reported)"
-    r"|further (?:research|studies|study|work|trials) (?:is|are) (?:required|needed|warranted))\b",
+    r"|remains? to be (?:understood|determined|elucidated|established|explored|clarified)"
+    r"|(?:further |more )?(?:research|studies|study|work|trials) (?:is|are)"
+    r" (?:required|needed|warranted))\b",
     re.IGNORECASE,
 )
 # "To determine whether...", "We investigated whether...": what a study set out to learn.
@@ -69,6 +71,23 @@ _AIM = re.compile(
     r"|this (?:guide|document|page|section|chapter|article|note|essay|review|paper)"
     r" (?:covers|explains|describes|shows|discusses|presents|is about|looks at)\b)"
     r"|\bwith the (?:aim|objective|goal|purpose) (?:of|to)\b",
+    re.IGNORECASE,
+)
+
+# "Here we analysed X using Y", "Patients were randomly assigned to...": what was done,
+# said without what was found.
+_METHOD = re.compile(
+    r"^(?:here,?\s+|in this (?:study|work|paper|review),?\s+)?(?:we|our approach)\s+"
+    r"(?:will\s+)?(?:analy[sz]ed|studied|used|employed|performed|conducted|measured"
+    r"|recruited|enrolled|discuss|review|involves)\b"
+    r"|\b(?:were|was) (?:randomly )?(?:assigned|randomi[sz]ed|enrolled|recruited)\b"
+    r"|\b(?:was|were) (?:used|utili[sz]ed|employed) to (?:examine|assess|investigate|evaluate"
+    r"|determine|study|test|measure)\b|^we addressed this by\b|\bwe expect that this\b",
+    re.IGNORECASE,
+)
+_FINDING = re.compile(
+    r"\b(?:show\w*|demonstrat\w*|f[oi]und|find\w*|reveal\w*|identif\w*|suggest\w*"
+    r"|indicat\w*|conclu\w*)\b",
     re.IGNORECASE,
 )
 
@@ -157,6 +176,8 @@ def _kind(text: str, raw: str, title: str) -> Kind:
     if text.count("`") >= 2 and len(text.split()) <= 3:
         return Kind.CODE
     if _FRAMING_LABEL.match(text) or _UNKNOWN.search(text) or _AIM.search(text):
+        return Kind.FRAMING
+    if _METHOD.search(text) and not _FINDING.search(text):
         return Kind.FRAMING
     return Kind.STATEMENT
 
