@@ -34,7 +34,8 @@ from commons.storage.home import HomeLock, HomePaths, create_identity
 from commons.storage.store import ObjectStore, PutResult, Stored, prefix_range
 
 if TYPE_CHECKING:
-    from commons.answers.extractive import Answer, Generator
+    from commons.answers.extractive import Answer
+    from commons.answers.generated import Generator
     from commons.search.embedding import Embedder
     from commons.search.indexer import DenseState, Progress, SearchIndex
     from commons.search.vectors import VectorFactory

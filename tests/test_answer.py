@@ -15,10 +15,8 @@ from commons.answers.extractive import (
     Citation,
     ExtractiveAnswerer,
     Source,
-    answer_question,
-    generated_answer,
-    renumber_citations,
 )
+from commons.answers.generated import answer_question, generated_answer, renumber_citations
 from commons.answers.generators import OpenAICompatible, build_messages, chat_url, make_generator
 from commons.model.errors import CommonsError
 from commons.search.embedding import HashEmbedder

@@ -12,12 +12,8 @@ import pytest
 from test_answer import SOURCES, source
 
 from commons.answers import generators
-from commons.answers.extractive import (
-    NotAnAnswer,
-    Source,
-    answer_question,
-    generated_answer,
-)
+from commons.answers.extractive import Source
+from commons.answers.generated import NotAnAnswer, answer_question, generated_answer
 from commons.answers.guard import citations_checked, reason_to_set_aside, tidy
 from commons.answers.prompt import INSTRUCTION, MAX_PASSAGES, SYSTEM_PROMPT, build_messages
 from commons.cli.ask import format_answer

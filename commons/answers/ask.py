@@ -6,7 +6,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from commons.answers.extractive import Answer, Generator, Source, answer_question
+from commons.answers.extractive import Answer, Source
+from commons.answers.generated import Generator, answer_question
 from commons.model.errors import CommonsError, InvalidObject
 from commons.model.objects import Document, normalise_text, verify
 from commons.search.lexical import Filters

@@ -2,7 +2,7 @@
 
 Both see the question and the best few retrieved passages, numbered
 (`commons.answers.prompt`), and are told to cite them by number.
-`commons.answers.extractive.answer_question` then judges the text
+`commons.answers.generated.answer_question` then judges the text
 (`commons.answers.guard`) and checks the numbers. The HTTP client is urllib:
 the core does not depend on aiohttp.
 
@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from commons.answers.extractive import Generator, Source
+from commons.answers.extractive import Source
+from commons.answers.generated import Generator
 from commons.answers.prompt import STOP, build_messages
 from commons.model.errors import CommonsError
 

@@ -3,7 +3,7 @@
 A small model can print its instructions back, loop on one phrase, write
 nothing, or write fluent text about things its passages never mention. None of
 that is shown as an answer: `reason_to_set_aside` says why, and the caller
-shows the extractive answer instead (`commons.answers.extractive.answer_question`).
+shows the extractive answer instead (`commons.answers.generated.answer_question`).
 A small model also numbers what it copies as if it were a list ("[3] ..." before
 text of passage 1), or cites nothing: `citations_checked` keeps a citation only
 where the cited passage holds most of the sentence's words, and cites a sentence
@@ -61,7 +61,7 @@ def citations_checked(text: str, passages: Sequence[str]) -> str:
     of its sentence's content words; a sentence left without one is cited to the
     passage that holds most of its words, if one does (checked here, not by the
     model). Numbers outside 1..len(passages) are left for `renumber_citations` to drop."""
-    from commons.answers.extractive import CITATION_MARK, citation_numbers
+    from commons.answers.generated import CITATION_MARK, citation_numbers
 
     vocabularies = [{stem(w) for w in words(p)} for p in passages]
 
