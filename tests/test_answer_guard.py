@@ -63,7 +63,7 @@ def extractive_text() -> str:
 def test_a_text_that_is_not_an_answer_is_set_aside(
     reply: str, reason: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="commons.answers.extractive"):
+    with caplog.at_level(logging.INFO, logger="commons.answers.generated"):
         data, _ = ask(reply)
     if reason is None:
         assert data["model"] == "scripted-135m" and data["set_aside"] is None
