@@ -235,3 +235,30 @@ def test_the_index_line_says_how_far_and_how_long() -> None:
         "dense index: 342 documents")
     assert line(None, "warming").startswith("search index: opening")
     assert line(None, "failed").startswith("search index: did not open")
+
+
+def test_an_answer_is_shown_as_its_words_never_as_markup() -> None:
+    """The answer's sentences are a stranger's: in the Markdown view they must not turn
+    into a link, bold, HTML, a heading or a list. Our own notes may be italic."""
+    from markdown_it import MarkdownIt
+
+    hostile = ("5. Visit [the bank](http://bank.example) **now**, <b>or</b> `run this` [1]."
+               " # Not a heading")
+    data = {
+        "answer": hostile,
+        "citations": [{"n": 1, "id": "ab" * 32, "title": "T", "author": "cd" * 32,
+                       "author_name": None, "origin": "seed", "passage": "P"}],
+        "abstained": False,
+        "model": "tiny_model*",
+        "set_aside": None,
+    }
+    view = AnswerView.from_json("q", data)
+    html = MarkdownIt("commonmark").render(view.text)
+    for active in ("<a ", "<strong>", "<b>", "<ol", "<h1"):
+        assert active not in html, html
+    assert "[the bank](http://bank.example) **now**, &lt;b&gt;or&lt;/b&gt;" in html
+    assert "<code>run this</code>" in html  # a code span is inert: commands stay readable
+    assert "Written by the language model tiny_model* from these sources" in html
+    aside = AnswerView.from_json("q", {**data, "model": None,
+                                       "set_aside": {"model": "m", "reason": "it looped"}})
+    assert "its answer was set aside: it looped" in MarkdownIt("commonmark").render(aside.text)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 from embedders import embedder_for_tests
+from fakes import FakeChatServer
 
 from commons.answers.extractive import ABSTAIN_TEXT
 from commons.model.errors import InvalidObject
@@ -106,13 +107,15 @@ class Site:
             return r.status, await r.text(), r
 
 
-async def open_site(tmp_path: Path, limits: GateLimits) -> tuple[Site, Commons]:
+async def open_site(
+    tmp_path: Path, limits: GateLimits, llm: dict[str, str | None] | None = None
+) -> tuple[Site, Commons]:
     clock = Clock()
     commons = Commons.init(HomePaths(tmp_path / "home"), clock=clock, name="web <tester>",
                            embedder=embedder_for_tests(), vectors=memory_vectors)
     hostile, _ = commons.add_document(title=HOSTILE_TITLE, body=HOSTILE_BODY,
                                       tags=["volcano", HOSTILE_TAG])
-    config = WebConfig.build(limits, time.monotonic)
+    config = WebConfig.build(limits, time.monotonic, llm=llm)
     node = Node(commons, rng=random.Random(1), clock=clock, round_interval=3600.0,
                 name="school <mirror>", mirror=True, web_pages=config)
     await node.start()
@@ -354,3 +357,32 @@ async def test_citation_markers_link_to_their_sources(site: Site) -> None:
     page = scan(html)
     anchors = [v for n, v in page.attrs if n == "href" and v.startswith("#cite-")]
     assert anchors and all(a[1:] in page.ids for a in anchors)
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        ("A community mirror is an always-on peer [1].",
+         "Written by the language model tiny<b> at 127.0.0.1"),
+        ("Beekeepers harvest honey in autumn and sell it at markets [1].",
+         "also answered, but its answer was set aside"),
+    ],
+)
+async def test_an_answer_says_which_language_model_wrote_it_or_was_set_aside(
+    tmp_path: Path, reply: str, said: str
+) -> None:
+    limits = GateLimits(concurrency=2, queue=4, per_minute=6000, burst=100)
+    with FakeChatServer(reply) as chat:
+        site, commons = await open_site(tmp_path, limits, {"llm": chat.url, "model": "tiny<b>"})
+        try:
+            await asyncio.to_thread(site.node.commons.search_index)
+            status, html, _ = await site.get("/ask?q=" + quote("How do I run a community mirror?"))
+        finally:
+            await site.http.close()
+            await site.node.stop()
+            commons.close()
+        assert chat.requests, html  # the model was asked
+    assert status == 200
+    text = " ".join(" ".join(scan(html).text).split())
+    assert said in text, text
+    assert "tiny&lt;b&gt;" in html and "tiny<b>" not in html  # the name is escaped too

@@ -449,24 +449,57 @@ class AnswerView:
     citations: tuple[CitationView, ...] = ()
     abstained: bool = False
     index_note: str | None = None  # said when the dense index is still filling in
+    model: str | None = None  # the language model that wrote it; None: quoted
+    set_aside: tuple[str, str] | None = None  # (model, why) a model's answer was not shown
 
     @classmethod
     def from_json(cls, question: str, data: Mapping[str, Any]) -> AnswerView:
         citations = tuple(CitationView.from_json(c) for c in data.get("citations") or ())
         abstained = bool(data.get("abstained")) or not str(data.get("answer") or "").strip()
         note = (data.get("index") or {}).get("note")
+        model = data.get("model")
+        aside = data.get("set_aside")
+        set_aside = (
+            (str(aside.get("model")), str(aside.get("reason"))) if isinstance(aside, dict)
+            else None
+        )
         return cls(question, str(data.get("answer") or ""), citations, abstained,
-                   str(note) if note else None)
+                   str(note) if note else None, str(model) if model else None, set_aside)
 
     def citation(self, n: int) -> CitationView | None:
         return next((c for c in self.citations if c.n == n), None)
 
     @property
     def text(self) -> str:
-        note = f"\n\n*({self.index_note})*" if self.index_note else ""
+        """The answer as Markdown. Its words are the documents' (or a model's): escaped,
+        so a stranger's sentence cannot become a link, a heading or a list."""
+        note = f"\n\n*({markdown_escape(self.index_note)})*" if self.index_note else ""
         if self.abstained:
             return f"**{ABSTAIN_TEXT}**\n\nOr add a document that covers it (F4 Contribute).{note}"
-        return self.answer + note
+        said = ""
+        if self.set_aside:
+            said = (f"\n\n*The language model {markdown_escape(self.set_aside[0])} also"
+                    f" answered, but its answer was set aside:"
+                    f" {markdown_escape(self.set_aside[1])}. The answer above is quoted from"
+                    " the sources.*")
+        if self.model:
+            said += (f"\n\n*Written by the language model {markdown_escape(self.model)} from"
+                     " these sources; check them.*")
+        # A bare [n] is no link when no "[" of the text is left to define one.
+        answer = _ESCAPED_MARKER.sub(r"[\1]", markdown_escape(self.answer))
+        return answer + said + note
+
+
+# Not the backtick: a code span is inert, and guides quote commands in them.
+_MARKDOWN_SPECIAL = re.compile(r"([\\*_{}\[\]()<>#+\-!|~&])")
+_ESCAPED_MARKER = re.compile(r"\\\[(\d+)\\\]")
+_LINE_NUMBER = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)
+
+
+def markdown_escape(text: str) -> str:
+    """Text that Markdown shows as it is (code spans aside): no emphasis, links, HTML,
+    headings or lists."""
+    return _LINE_NUMBER.sub(r"\1\\\2", _MARKDOWN_SPECIAL.sub(r"\\\1", text))
 
 
 @dataclass
