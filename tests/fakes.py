@@ -1,11 +1,29 @@
-"""Stand-ins for services that are not ours: an OpenAI-compatible chat endpoint."""
+"""Stand-ins for what is not ours: a language model (scripted), an OpenAI-compatible
+chat endpoint."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
+
+from commons.answers.extractive import Source
+
+
+class ScriptedGenerator:
+    """A language model that always writes the same reply, and keeps what it was given."""
+
+    name = "scripted-135m"
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.seen: list[Sequence[Source]] = []
+
+    def generate(self, question: str, sources: Sequence[Source]) -> str:
+        self.seen.append(sources)
+        return self.reply
 
 
 class FakeChatServer:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
-from fakes import FakeChatServer
+from fakes import FakeChatServer, ScriptedGenerator
 
 from commons.answers.extractive import (
     ABSTAIN_TEXT,
@@ -104,18 +104,6 @@ def test_answer_json_has_exactly_the_promised_fields() -> None:
 )
 def test_renumber_citations(text: str, given: int, expected: str, order: list[int]) -> None:
     assert renumber_citations(text, given) == (expected, order)
-
-
-class ScriptedGenerator:
-    name = "scripted"
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.seen: list[Sequence[Source]] = []
-
-    def generate(self, question: str, sources: Sequence[Source]) -> str:
-        self.seen.append(sources)
-        return self.reply
 
 
 def test_a_citation_number_that_does_not_exist_is_never_shown() -> None:

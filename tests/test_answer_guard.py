@@ -5,14 +5,13 @@ extractive answer is shown, and says that the model's text was set aside."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from fakes import ScriptedGenerator
 from test_answer import SOURCES, source
 
 from commons.answers import generators
-from commons.answers.extractive import Source
 from commons.answers.generated import NotAnAnswer, answer_question, generated_answer
 from commons.answers.guard import citations_checked, reason_to_set_aside, tidy
 from commons.answers.prompt import INSTRUCTION, MAX_PASSAGES, SYSTEM_PROMPT, build_messages
@@ -21,18 +20,6 @@ from commons.model.errors import CommonsError
 from commons.search.embedding import HashEmbedder
 
 QUESTION = "how does a rain garden work?"
-
-
-class ScriptedGenerator:
-    name = "scripted-135m"
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.seen: list[Sequence[Source]] = []
-
-    def generate(self, question: str, sources: Sequence[Source]) -> str:
-        self.seen.append(sources)
-        return self.reply
 
 
 def ask(reply: str) -> tuple[dict[str, object], ScriptedGenerator]:
