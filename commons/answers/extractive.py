@@ -172,9 +172,10 @@ def tuning_for(embedder: Embedder) -> Tuning:
 
 @dataclass(frozen=True)
 class _Sentence:
-    source: int  # index into the sources
+    source: int  # index into the sources: its passage, or (offset set) one of its document's
     text: str
     place: float  # how far into its document it starts, 0 to 1 (0.5: not known)
+    offset: int | None = None  # where it starts in its document's body, when read whole
 
 
 def _dot(a: Sequence[float], b: Sequence[float]) -> float:
@@ -292,22 +293,22 @@ class ExtractiveAnswerer:
             for c, lex, s in zip(cosine, lexical, sentences, strict=True)
         ]
         picked = self._mmr(sentences, score, vecs)
+        cited = {j: _passage_of(read, sentences[j]) for j in picked}
         numbers: dict[int, int] = {}
         parts = []
         for j in picked:
-            n = numbers.setdefault(sentences[j].source, len(numbers) + 1)
+            n = numbers.setdefault(cited[j], len(numbers) + 1)
             parts.append(f"{sentences[j].text} [{n}]")
         citations = tuple(
-            Citation.of(n, read[i], max(score[j] for j in picked if sentences[j].source == i))
+            Citation.of(n, read[i], max(score[j] for j in picked if cited[j] == i))
             for i, n in sorted(numbers.items(), key=lambda kv: kv[1])
         )
         return Answer(" ".join(parts), citations, False)
 
     def _statements(self, sources: list[Source], keep: list[int]) -> list[_Sentence]:
         """The candidate statements of the relevant documents, best document first, each
-        once. A document of up to READ_WHOLE_CHARS is read whole (a sentence outside its
-        retrieved passages is cited with the passage around it, appended to `sources`);
-        a longer one, or one whose body is not known, through its retrieved passages."""
+        once. A document of up to READ_WHOLE_CHARS is read whole; a longer one, or one
+        whose body is not known, through its retrieved passages."""
         out: dict[str, _Sentence] = {}
         done: set[bytes] = set()
         for i in keep:
@@ -317,12 +318,10 @@ class ExtractiveAnswerer:
                 if source.doc in done:
                     continue
                 done.add(source.doc)
-                mine = [j for j in keep if sources[j].doc == source.doc]
                 for piece in pieces(body, source.title):
-                    if piece.kind is not Kind.STATEMENT or piece.text in out:
-                        continue
-                    at = _passage_of(sources, mine, piece.start, body)
-                    out[piece.text] = _Sentence(at, piece.text, _place(piece.start, len(body)))
+                    if piece.kind is Kind.STATEMENT and piece.text not in out:
+                        out[piece.text] = _Sentence(
+                            i, piece.text, _place(piece.start, len(body)), piece.start)
                 continue
             for piece in pieces(source.text, source.title):
                 if piece.kind is Kind.STATEMENT and piece.text not in out:
@@ -373,19 +372,20 @@ def _place(offset: int, length: int) -> float:
     return offset / length
 
 
-def _passage_of(sources: list[Source], mine: list[int], offset: int, body: str) -> int:
-    """The index of a source of this document whose passage holds the offset; if none
-    does, the passage of the document around it, appended to the sources."""
-    for j in mine:
-        if sources[j].start <= offset < sources[j].end:
-            return j
-    for j in range(len(sources) - 1, -1, -1):  # one appended before
-        s = sources[j]
-        if s.doc == sources[mine[0]].doc and s.start <= offset < s.end:
+def _passage_of(sources: list[Source], sentence: _Sentence) -> int:
+    """The index of the source to cite for a sentence: a passage of its document that
+    holds it; for a sentence read outside them, the document's passage around it,
+    appended to the sources."""
+    if sentence.offset is None:
+        return sentence.source
+    offset, own = sentence.offset, sources[sentence.source]
+    for j, s in enumerate(sources):  # the retrieved passages first, then ones appended
+        if s.doc == own.doc and s.start <= offset < s.end:
             return j
     from commons.search.chunking import chunk_text
 
-    chunk = next(c for c in reversed(chunk_text(body)) if c.start <= offset)
-    sources.append(replace(sources[mine[0]], text=chunk.text, start=chunk.start,
-                           end=chunk.end, page=chunk.page))
+    assert own.document is not None  # offset is set only for a document read whole
+    chunk = next(c for c in reversed(chunk_text(own.document)) if c.start <= offset)
+    sources.append(replace(own, text=chunk.text, start=chunk.start, end=chunk.end,
+                           page=chunk.page))
     return len(sources) - 1
