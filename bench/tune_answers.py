@@ -30,8 +30,6 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,7 +47,7 @@ from answers import (  # noqa: E402
 from commons.answers.ask import sources  # noqa: E402
 from commons.answers.extractive import ExtractiveAnswerer, Source, Tuning, tuning_for  # noqa: E402
 from commons.model.objects import normalise_text  # noqa: E402
-from commons.search.embedding import Embedder, load_embedder  # noqa: E402
+from commons.search.embedding import CachedEmbedder, Embedder, load_embedder  # noqa: E402
 from commons.search.retrieval import Retriever  # noqa: E402
 from commons.service import Commons  # noqa: E402
 from commons.storage.home import HomePaths  # noqa: E402
@@ -87,29 +85,6 @@ def capture(home: Path, questions: Sequence[str], embedder: Embedder) -> list[As
             hits = retriever.search(question, k=8, vector=vector)
             out.append(Asked(question, vector, sources(commons, hits)))
     return out
-
-
-class CachedEmbedder:
-    """The real embedder, each text embedded once across replays."""
-
-    def __init__(self, inner: Embedder, cache: dict[str, np.ndarray]) -> None:
-        self.inner = inner
-        self.cache = cache
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    def embed_batch(self, texts: list[str]) -> list[np.ndarray]:
-        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
-        if missing:
-            for text, vector in zip(missing, self.inner.embed_batch(missing), strict=True):
-                self.cache[text] = np.asarray(vector, dtype=np.float32)
-        return [self.cache[t] for t in texts]
 
 
 def replay(
@@ -180,7 +155,7 @@ def main() -> None:
         asked_file.write_bytes(pickle.dumps(asked))
     vectors_file = cache / "vectors.pickle"
     vectors = pickle.loads(vectors_file.read_bytes()) if vectors_file.exists() else {}
-    cached = CachedEmbedder(embedder, vectors)
+    cached = CachedEmbedder(embedder, size=len(vectors) + 1_000_000, known=vectors)
     n, u = len(claims), len(UNANSWERABLE)
     tunings = [Tuning(*(float(x) for x in t.split(","))) for t in args.tuning]
     results = [
@@ -188,7 +163,7 @@ def main() -> None:
                asked[n + u :], corpus, mapping, args.show)
         for t in tunings or [tuning_for(embedder)]
     ]
-    vectors_file.write_bytes(pickle.dumps(cached.cache))
+    vectors_file.write_bytes(pickle.dumps(cached.vectors()))
     print(json.dumps(results, indent=2))
 
 

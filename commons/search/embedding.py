@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -133,11 +133,19 @@ class CachedEmbedder:
     rounding), so the answers are the same.
     """
 
-    def __init__(self, inner: Embedder, size: int = 4096) -> None:
+    def __init__(
+        self, inner: Embedder, size: int = 4096, known: Mapping[str, Any] | None = None
+    ) -> None:
         self.inner = inner
         self.size = size
-        self._vectors: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        # `known`: vectors kept from an earlier run (bench/tune_answers.py saves them)
+        self._vectors: collections.OrderedDict[str, Any] = collections.OrderedDict(known or {})
         self._lock = threading.Lock()
+
+    def vectors(self) -> dict[str, Any]:
+        """The vectors it holds, by text."""
+        with self._lock:
+            return dict(self._vectors)
 
     @property
     def name(self) -> str:
