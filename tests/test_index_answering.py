@@ -23,6 +23,18 @@ from commons.storage.store import ObjectStore
 WAIT_S = 60  # bound of every wait below; a correct run never comes near it
 
 
+class PauseSeen(logging.Handler):
+    """Sets `paused` when the indexer logs that its background embedding paused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "paused" in record.getMessage():
+            self.paused.set()
+
+
 class GatedEmbedder(HashEmbedder):
     """The hash embedder; the indexer's first call waits at a gate, and every call of
     the indexer's is recorded with whether a question was being answered then."""
@@ -53,14 +65,8 @@ def test_background_embedding_pauses_while_a_question_is_answered(
         caplog.set_level(logging.DEBUG, logger="commons.search.indexer")
         index = commons.search_index(dense=False)  # the worker starts embedding
         assert embedder.entered.wait(WAIT_S)  # ... and is inside its first slice
-        paused = threading.Event()
-
-        class Seen(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                if "paused" in record.getMessage():
-                    paused.set()
-
-        seen = Seen()
+        seen = PauseSeen()
+        paused = seen.paused
         logging.getLogger("commons.search.indexer").addHandler(seen)
         try:
             with index.answering():
@@ -95,14 +101,8 @@ def test_background_embedding_waits_until_documents_stop_arriving(
     store = ObjectStore(tmp_path / "commons.db")
     index = SearchIndex(store, embedder, MemoryVectors(), monotonic=monotonic)
     index.listen()
-    paused = threading.Event()
-
-    class Seen(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "paused" in record.getMessage():
-                paused.set()
-
-    seen = Seen()
+    seen = PauseSeen()
+    paused = seen.paused
     indexer_log = logging.getLogger("commons.search.indexer")
     indexer_log.addHandler(seen)
     indexer_log.setLevel(logging.DEBUG)
