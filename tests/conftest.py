@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,34 @@ class FixedClock:
 
     def __call__(self) -> int:
         return self.now
+
+
+@pytest.fixture
+async def make_node(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Makes nodes on loopback ports, each with its own home at the fixed time NOW; they
+    gossip only when a test says so (a round an hour). All are stopped at the end."""
+    import random
+
+    from sync.http.node import Node
+
+    nodes: list[Node] = []
+    homes: list[Commons] = []
+
+    async def make(name: str, **kwargs: Any) -> Node:
+        commons = Commons.init(HomePaths(tmp_path / name), clock=lambda: NOW, name=name,
+                               embedder=embedder_for_tests())
+        homes.append(commons)
+        node = Node(commons, rng=random.Random(len(nodes)), clock=lambda: NOW, name=name,
+                    round_interval=3600.0, **kwargs)
+        nodes.append(node)
+        await node.start()
+        return node
+
+    yield make
+    for node in nodes:
+        await node.stop()
+    for commons in homes:
+        commons.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from embedders import embedder_for_tests
 from signing import STRANGER, signed
 
 from commons.model.identity import Identity
 from commons.model.objects import Document, Retraction, SignedObject, sign
-from commons.service import Commons
 from commons.storage.home import HomePaths
 from sync.http.node import Node
 from sync.protocol.messages import MAX_PUSH_LINES, MAX_REASONS, FetchRequest, PushReply
@@ -30,28 +26,6 @@ NOW = 1_800_000_000
 MALLORY = Identity(bytes(range(64, 96)))
 MakeNode = Callable[..., Awaitable[Node]]
 STRANGER_ORIGIN = f"key:{STRANGER.public_key.hex()}"
-
-
-@pytest.fixture
-async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
-    nodes: list[Node] = []
-    homes: list[Commons] = []
-
-    async def make(name: str, **kwargs: Any) -> Node:
-        commons = Commons.init(HomePaths(tmp_path / name), clock=lambda: NOW, name=name,
-                               embedder=embedder_for_tests())
-        homes.append(commons)
-        node = Node(commons, rng=random.Random(len(nodes)), clock=lambda: NOW, name=name,
-                    round_interval=3600.0, **kwargs)
-        nodes.append(node)
-        await node.start()
-        return node
-
-    yield make
-    for node in nodes:
-        await node.stop()
-    for commons in homes:
-        commons.close()
 
 
 def doc(author: Identity, title: str, at: int = NOW - 10) -> SignedObject:

@@ -9,20 +9,14 @@ test_hostile_processes.py.
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
-from embedders import embedder_for_tests
 from signing import STRANGER, signed
 
 from commons.model.identity import Identity
 from commons.model.objects import Document, SignedObject, sign
-from commons.service import Commons
-from commons.storage.home import HomePaths
 from sync.gossip.budget import Buckets, IngressBudget
 from sync.gossip.policy import Policy, PolicyError, RateLimit
 from sync.http.node import Node
@@ -103,28 +97,6 @@ def test_budgets_come_from_the_policy_file_and_flags() -> None:
 # -- real nodes over loopback ---------------------------------------------------
 
 
-@pytest.fixture
-async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
-    nodes: list[Node] = []
-    homes: list[Commons] = []
-
-    async def make(name: str, **kwargs: Any) -> Node:
-        commons = Commons.init(HomePaths(tmp_path / name), clock=lambda: NOW, name=name,
-                               embedder=embedder_for_tests())
-        homes.append(commons)
-        node = Node(commons, rng=random.Random(len(nodes)), clock=lambda: NOW, name=name,
-                    round_interval=3600.0, eager=False, **kwargs)
-        nodes.append(node)
-        await node.start()
-        return node
-
-    yield make
-    for node in nodes:
-        await node.stop()
-    for commons in homes:
-        commons.close()
-
-
 def docs(author: Identity, count: int, prefix: str = "Flood") -> list[SignedObject]:
     return [sign(Document(author=author.public_key, created_at=NOW - 100 + i,
                           title=f"{prefix} {i}", body=f"Page {i} of {prefix}."), author)
@@ -145,7 +117,7 @@ def lines(objs: list[SignedObject]) -> bytes:
 
 
 async def test_a_flooding_key_gets_429_before_its_push_is_parsed(make_node: MakeNode) -> None:
-    node = await make_node("mirror", policy=budget(per_peer=10, total=25))
+    node = await make_node("mirror", eager=False, policy=budget(per_peer=10, total=25))
     before = node.store.count()
     flood = docs(MALLORY, 30)
     status, body, _ = await post(node, "/sync/push", lines(flood[:10]), sender=MALLORY)
@@ -175,7 +147,7 @@ async def test_a_flooding_key_gets_429_before_its_push_is_parsed(make_node: Make
 
 
 async def test_an_offer_wants_no_more_than_the_budget_allows(make_node: MakeNode) -> None:
-    node = await make_node("mirror", policy=budget(per_peer=4, total=None))
+    node = await make_node("mirror", eager=False, policy=budget(per_peer=4, total=None))
     offered = tuple(o.id for o in docs(MALLORY, 9))
     status, body, _ = await post(node, "/sync/offer", Offer(offered).to_wire(), sender=MALLORY)
     assert status == 200
@@ -186,10 +158,10 @@ async def test_an_offer_wants_no_more_than_the_budget_allows(make_node: MakeNode
 async def test_a_sync_fetches_no_more_from_one_peer_than_its_budget(
     make_node: MakeNode,
 ) -> None:
-    source = await make_node("source")
+    source = await make_node("source", eager=False)
     for obj in docs(MALLORY, 12):
         source.store.put(obj, now=NOW, origin="test")
-    taker = await make_node("taker", policy=budget(per_peer=5, total=None))
+    taker = await make_node("taker", eager=False, policy=budget(per_peer=5, total=None))
     before = taker.store.count()
     result = await taker.sync_with(source.url)
     assert result.error is None
