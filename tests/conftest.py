@@ -31,8 +31,9 @@ class FixedClock:
 
 @pytest.fixture
 async def make_node(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
-    """Makes nodes on loopback ports, each with its own home at the fixed time NOW; they
-    gossip only when a test says so (a round an hour). All are stopped at the end."""
+    """Makes nodes on loopback ports, each with its own home and clock (a FixedClock at
+    NOW, or `clock=`); they gossip only when a test says so (a round an hour, unless
+    `round_interval=`). `start=False` leaves one unstarted. All are stopped at the end."""
     import random
 
     from sync.http.node import Node
@@ -40,14 +41,16 @@ async def make_node(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any
     nodes: list[Node] = []
     homes: list[Commons] = []
 
-    async def make(name: str, **kwargs: Any) -> Node:
-        commons = Commons.init(HomePaths(tmp_path / name), clock=lambda: NOW, name=name,
+    async def make(name: str, *, start: bool = True, **kwargs: Any) -> Node:
+        clock = kwargs.pop("clock", None) or FixedClock()
+        commons = Commons.init(HomePaths(tmp_path / name), clock=clock, name=name,
                                embedder=embedder_for_tests())
         homes.append(commons)
-        node = Node(commons, rng=random.Random(len(nodes)), clock=lambda: NOW, name=name,
-                    round_interval=3600.0, **kwargs)
+        kwargs.setdefault("round_interval", 3600.0)
+        node = Node(commons, rng=random.Random(len(nodes)), clock=clock, name=name, **kwargs)
         nodes.append(node)
-        await node.start()
+        if start:
+            await node.start()
         return node
 
     yield make

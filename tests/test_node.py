@@ -41,31 +41,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-async def make_node(tmp_path: Path) -> AsyncIterator[MakeNode]:
-    nodes: list[Node] = []
-    homes: list[Commons] = []
-
-    async def make(name: str, *, start: bool = True, **kwargs: object) -> Node:
-        clock = kwargs.pop("clock", None) or Clock()
-        commons = Commons.init(HomePaths(tmp_path / name), clock=clock,  # type: ignore[arg-type]
-                               name=name, embedder=embedder_for_tests())
-        homes.append(commons)
-        kwargs.setdefault("round_interval", 3600.0)  # tests drive the rounds themselves
-        node = Node(commons, rng=random.Random(len(nodes)), clock=clock, name=name,  # type: ignore[arg-type]
-                    **kwargs)  # type: ignore[arg-type]
-        nodes.append(node)
-        if start:
-            await node.start()
-        return node
-
-    yield make
-    for node in nodes:
-        await node.stop()
-    for commons in homes:
-        commons.close()
-
-
 def publish(node: Node, title: str, tags: tuple[str, ...] = (), body: str | None = None) -> bytes:
     obj, _ = node.commons.add_document(title=title, body=body or f"All about {title}.", tags=tags)
     return obj.id
