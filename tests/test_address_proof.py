@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from embedders import embedder_for_tests
 
 from commons.model.identity import Identity
 from commons.model.objects import PeerRecord, sign
-from commons.service import Commons
-from commons.storage.home import HomePaths
 from sync.http.client import PeerClient, PeerUnavailable
 from sync.http.node import Node
 from sync.protocol.auth import sign_request
@@ -98,29 +95,10 @@ def test_malformed_replies_are_the_peers_fault(body: bytes) -> None:
 NOW = 1_800_000_000
 
 
-@pytest.fixture
-async def nodes(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[Node]]]:
-    made: list[Node] = []
-
-    async def make(name: str) -> Node:
-        commons = Commons.init(HomePaths(tmp_path / name), clock=lambda: NOW, name=name,
-                               embedder=embedder_for_tests())
-        node = Node(commons, rng=random.Random(len(made)), clock=lambda: NOW, name=name,
-                    round_interval=3600.0)
-        made.append(node)
-        await node.start()
-        return node
-
-    yield make
-    for node in made:
-        await node.stop()
-        node.commons.close()
-
-
 async def test_a_node_proves_its_own_key_and_no_other(
-    nodes: Callable[[str], Awaitable[Node]],
+    make_node: Callable[..., Awaitable[Node]],
 ) -> None:
-    a = await nodes("a")
+    a = await make_node("a")
     async with aiohttp.ClientSession() as http:
         client = PeerClient(http, signer=DIALLER, clock=lambda: NOW)
         await client.prove(a.url, a.public_key, CHALLENGE)
@@ -132,10 +110,10 @@ async def test_a_node_proves_its_own_key_and_no_other(
 
 
 async def test_a_record_naming_another_keys_address_is_never_trusted(
-    nodes: Callable[[str], Awaitable[Node]],
+    make_node: Callable[..., Awaitable[Node]],
 ) -> None:
-    a = await nodes("a")
-    v = await nodes("v")
+    a = await make_node("a")
+    v = await make_node("v")
     mallory = Identity(bytes([66]) * 32)
     claims = sign(PeerRecord(author=mallory.public_key, created_at=NOW - 5,
                              addresses=(a.url,), name="a", mirror=True), mallory)
@@ -146,7 +124,7 @@ async def test_a_record_naming_another_keys_address_is_never_trusted(
     assert v.session.choose_round(NOW, random.Random(1)) == []
     # a's own record binds a's URL once a proves it.
     (own,) = [s.obj for s in a.store.objects(kind="peer", author=a.public_key)]
-    v2 = await nodes("v2")
+    v2 = await make_node("v2")
     v2.store.put(own, now=NOW)
     assert await v2.membership.prove(a.url, a.public_key)
     assert v2.session.choose_round(NOW, random.Random(1)) == [a.url]
